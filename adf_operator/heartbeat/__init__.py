@@ -1,0 +1,1 @@
+"""The heartbeat service: pings that patch the DataFlows that are due."""
