@@ -149,7 +149,9 @@ class SqlSourceSpec(SpecModel):
         description="SQLAlchemy database URL, e.g. postgresql+psycopg://user:pw@host/db."
     )
     table: str | None = Field(
-        default=None, pattern=IDENTIFIER_PATTERN, description="Table to read (schema.table allowed)."
+        default=None,
+        pattern=IDENTIFIER_PATTERN,
+        description="Table to read (schema.table allowed).",
     )
     query: str | None = Field(
         default=None, min_length=1, description="A SELECT to read instead of a table."
@@ -212,8 +214,8 @@ class PythonStep(SpecModel):
         description="ConfigMap whose files are mounted and put on the import path.",
     )
     path: str | None = Field(
-        default=None, description="Directory added to the import path (locally: relative to the "
-        "manifest)."
+        default=None,
+        description="Directory added to the import path (locally: relative to the manifest).",
     )
 
 
@@ -477,5 +479,3 @@ def format_validation_error(exc: ValidationError) -> str:
             path, message = ".".join(filter(None, [path, field[1]])), field[2]
         lines.append(f"{path}: {message}" if path else message)
     return "; ".join(lines)
-
-
