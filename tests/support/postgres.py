@@ -24,6 +24,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -89,7 +90,7 @@ class PostgresServer:
             "PGDATABASE": database,
         }
 
-    def connect(self, database: str | None = None) -> psycopg.Connection[tuple[object, ...]]:
+    def connect(self, database: str | None = None) -> psycopg.Connection[tuple[Any, ...]]:
         """An autocommit psycopg connection, for set-up and for checking results."""
         return psycopg.connect(
             host=self.host,

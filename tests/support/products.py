@@ -32,9 +32,9 @@ GENERATE_ROWS = sql.SQL(
     SELECT g,
            'Product ' || g,
            'sku-' || lpad(g::text, 8, '0'),
-           round(1 + (g % 10000) / 100.0, 2),
-           (ARRAY['books', 'games', 'garden', 'music', 'tools'])[1 + g % 5],
-           g % 7 <> 0,
+           round(1 + (g %% 10000) / 100.0, 2),
+           (ARRAY['books', 'games', 'garden', 'music', 'tools'])[1 + g %% 5],
+           g %% 7 <> 0,
            timestamptz '2024-01-01 00:00:00+00' + (g / 3) * interval '1 second'
     FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g"""
 )

@@ -1,0 +1,104 @@
+"""`python -m bench [--rows N] [--only GROUP] [--json FILE] [--profile DIR]`.
+
+Starts a private PostgreSQL server with default durability settings (fsync on), builds N products
+in it and in SQLite, measures the engine and the baselines, and prints rows/s and the judged
+ratios. Exits 1 when a measurement failed or a sink does not hold exactly the rows it should;
+a missed target is reported (MISS), not an error: this is a benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bench import suite
+from tests.support.postgres import acquire
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="products to move")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=suite.GROUPS,
+        help="run only this group of figures (repeatable)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="run the engine under cProfile and keep <name>.prof here (slows it down)",
+    )
+    args = parser.parse_args(argv)
+    if args.rows < 1:
+        parser.error("--rows must be positive")
+    return args
+
+
+def measurements_table(bench: suite.Bench) -> Table:
+    table = Table(title=f"Measurements ({bench.rows:,} products)")
+    for column in ("measurement", "rows", "seconds", "rows/s", "peak RSS MB", "rows in sink"):
+        table.add_column(column, justify="left" if column == "measurement" else "right")
+    for m in bench.results.values():
+        rss = "" if m.peak_rss_mb is None else f"{m.peak_rss_mb:.0f}"
+        table.add_row(m.name, f"{m.rows:,}", f"{m.seconds:.2f}", f"{m.rate:,.0f}", rss,
+                      f"{m.rows_in_sink:,}")  # fmt: skip
+    for name, error in bench.errors.items():
+        table.add_row(name, "", "", "[red]failed", "", suite.short(error))
+    return table
+
+
+def figures_table(figures: list[suite.Figure]) -> Table:
+    table = Table(title="Figures")
+    for column in ("figure", "value", "target", "result", "note"):
+        table.add_column(column)
+    colours = {"PASS": "green", "MISS": "yellow", "ERROR": "red"}
+    for figure in figures:
+        status = figure.as_json()["status"]
+        value = "" if figure.value is None else f"{figure.value:g}"
+        table.add_row(figure.figure, value, figure.target,
+                      f"[{colours[status]}]{status}", figure.note)  # fmt: skip
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console()
+    groups = args.only or suite.GROUPS
+    server = acquire(durable=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="adf-bench-") as workdir:
+            bench = suite.Bench(server, args.rows, Path(workdir), args.profile)
+            if args.profile:
+                args.profile.mkdir(parents=True, exist_ok=True)
+            with console.status(f"building {args.rows:,} products"):
+                bench.prepare()
+            with console.status("measuring"):
+                figures = suite.run(bench, groups)
+    finally:
+        server.stop()
+    console.print(measurements_table(bench))
+    console.print(figures_table(figures))
+    problems = suite.rows_check(bench) + [f"{n}: {e}" for n, e in bench.errors.items()]
+    for problem in problems:
+        console.print(f"[red]{problem}")
+    if args.json:
+        report = {
+            "rows": args.rows,
+            "measurements": {n: m.as_json() for n, m in bench.results.items()},
+            "errors": bench.errors,
+            "figures": [f.as_json() for f in figures],
+        }
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
