@@ -210,6 +210,7 @@ class Runner:
                 listing = self.request("GET", "/api/v1/pods")
                 for pod in listing["items"]:
                     self.handle("ADDED", pod)
+                self.forget_missing({pod["metadata"]["uid"] for pod in listing["items"]})
                 rv = listing["metadata"]["resourceVersion"]
                 w = watch.Watch()  # type: ignore[no-untyped-call]
                 for event in w.stream(  # type: ignore[no-untyped-call]
@@ -223,7 +224,7 @@ class Runner:
                         break
                     if event["type"] == "ERROR":
                         break  # usually 410 Gone: list again
-                    self.handle(event["type"], event["raw_object"])
+                    self.handle(event["type"], event["object"])
             except Exception:
                 if self.stopping.is_set():
                     break
@@ -257,6 +258,14 @@ class Runner:
             with self._lock:
                 self._workers[uid] = worker
             worker.start()
+
+    def forget_missing(self, uids: set[str]) -> None:
+        """Pods deleted while no watch was open: their DELETED event was never seen."""
+        with self._lock:
+            missing = [uid for uid in self._workers if uid not in uids]
+            workers = [self._workers.pop(uid) for uid in missing]
+        for worker in workers:
+            worker.gone()
 
     def bind(self, pod: Pod) -> None:
         meta = pod["metadata"]

@@ -47,6 +47,13 @@ def wait_for(
         time.sleep(0.1)
 
 
+class KubectlError(subprocess.CalledProcessError):
+    """A failed kubectl call; its message carries kubectl's stderr (the API server's words)."""
+
+    def __str__(self) -> str:
+        return f"kubectl {' '.join(self.cmd)} failed ({self.returncode}): {self.stderr}"
+
+
 @dataclass
 class Kubectl:
     """The real kubectl against the dev control plane; JSON in and out."""
@@ -62,7 +69,7 @@ class Kubectl:
             timeout=60,
         )
         if check and proc.returncode != 0:
-            raise subprocess.CalledProcessError(proc.returncode, args, proc.stdout, proc.stderr)
+            raise KubectlError(proc.returncode, args, proc.stdout, proc.stderr)
         return proc.stdout + (proc.stderr if not check else "")
 
     def get(self, *args: str) -> dict[str, Any]:
