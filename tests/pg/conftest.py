@@ -11,11 +11,8 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
 
 # A bare `pytest` does not put the repository root on sys.path (tests/ is not a package).
@@ -23,7 +20,7 @@ ROOT = str(Path(__file__).resolve().parents[2])
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from tests.support import adf  # noqa: E402
+from tests.support.pgflows import FlowDatabases  # noqa: E402
 from tests.support.postgres import PostgresServer, PostgresUnavailable, acquire  # noqa: E402
 
 
@@ -55,33 +52,6 @@ def new_database(postgres: PostgresServer) -> Iterator[Callable[[str], str]]:
     yield create
     for name in created:
         postgres.drop_database(name)
-
-
-@dataclass
-class FlowDatabases:
-    """A source and a sink database of one test, plus what it takes to run flows between them."""
-
-    server: PostgresServer
-    source_url: str
-    sink_url: str
-    tmp_path: Path
-
-    @property
-    def env(self) -> dict[str, str]:
-        return adf.flow_env(self.source_url, self.sink_url, self.tmp_path / "termination-log")
-
-    def source(self) -> psycopg.Connection[Any]:
-        return self.server.connect(self.source_url.rsplit("/", 1)[1])
-
-    def sink(self) -> psycopg.Connection[Any]:
-        return self.server.connect(self.sink_url.rsplit("/", 1)[1])
-
-    def write(self, name: str, **kwargs: Any) -> Path:
-        """Write the manifest of flow `name` (see tests.support.adf.manifest) to a file."""
-        return adf.write_manifest(self.tmp_path / f"{name}.yaml", adf.manifest(name, **kwargs))
-
-    def run(self, path: Path, *args: str) -> adf.AdfResult:
-        return adf.run_flow(path, self.env, *args)
 
 
 @pytest.fixture

@@ -106,3 +106,13 @@ def start_flow(path: Path, env: dict[str, str], *args: str) -> subprocess.Popen[
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+FLOWS_DIR = Path(__file__).with_name("flows")
+# The python step of most test flows: tests.support.flows.exports.to_export, loaded by path.
+EXPORT_STEP: dict[str, Any] = {"python": {"callable": "exports:to_export", "path": str(FLOWS_DIR)}}
+
+
+def exported(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Source product rows as EXPORT_STEP writes them (the SKU upper-cased)."""
+    return [(r[0], r[1], r[2].upper(), *r[3:]) for r in rows]
