@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import typer
+from operator_bodies import flow_body
 
 from adf_operator.cli import register
 
@@ -19,3 +22,8 @@ def operator_app() -> typer.Typer:
         """Keep subcommand names even when only one command is registered."""
 
     return app
+
+
+@pytest.fixture
+def flow() -> dict[str, Any]:
+    return flow_body()
