@@ -88,3 +88,17 @@ def test_every_value_is_documented_and_in_the_schema() -> None:
     assert isinstance(root, yaml.MappingNode)
     walk(root, schema["properties"], "")
     assert not undocumented, f"values without a comment: {undocumented}"
+
+
+def test_dockerfile_runs_as_the_charts_user_without_build_tools() -> None:
+    """The image's numeric USER is the uid the chart's podSecurityContext asks for."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    uid, gid = values["podSecurityContext"]["runAsUser"], values["podSecurityContext"]["runAsGroup"]
+    stages = [line for line in dockerfile.splitlines() if line.startswith("FROM ")]
+    assert len(stages) == 2 and stages[-1].startswith("FROM python:${PYTHON_VERSION}-slim")
+    final = dockerfile[dockerfile.rindex("\nFROM ") :]
+    assert f"\nUSER {uid}:{gid}\n" in final
+    assert "--no-index" in final and "COPY" not in final, "the final stage installs wheels only"
+    assert "ENTRYPOINT" not in dockerfile
+    assert final.rstrip().endswith('CMD ["adf", "--help"]')

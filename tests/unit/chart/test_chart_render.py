@@ -11,8 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import yaml
 from chart_helpers import Objects, containers, find, one, pod_spec, rules, workloads
-from conftest import NAMESPACE, RELEASE
+from conftest import CHART, NAMESPACE, RELEASE
 
 Render = Callable[..., Objects]
 PREFIX = f"{RELEASE}-active-data-flow"
@@ -21,18 +22,11 @@ HEARTBEAT = f"{PREFIX}-heartbeat"
 PINGER = f"{PREFIX}-pinger"
 TOKEN_SECRET = f"{PREFIX}-heartbeat-token"
 
-# The value sets of the issue; the server-side dry-run test applies the same ones.
+# The value sets of the issue (charts/active-data-flow/ci/, chart-testing's convention); the
+# server-side dry-run test applies the same files.
 VALUE_SETS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "namespaced": {"watch": {"scope": "namespaces", "namespaces": ["shop", "warehouse"]}},
-    "existing-secret": {
-        "heartbeat": {"token": {"existingSecret": "my-token", "existingSecretKey": "t"}}
-    },
-    "servicemonitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
-    "allow-list": {
-        "heartbeat": {"allowCidrs": ["10.0.0.0/8", "fd00::/8"], "trustForwardedFor": True}
-    },
-    "no-heartbeat": {"heartbeat": {"enabled": False}},
+    p.name.removesuffix("-values.yaml"): yaml.safe_load(p.read_text())
+    for p in sorted((CHART / "ci").glob("*-values.yaml"))
 }
 
 
