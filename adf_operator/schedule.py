@@ -77,13 +77,14 @@ class ScheduleError(ValueError):
 class DueSlot:
     """What is due at one instant.
 
-    ``slot`` is the latest slot at or before now that is after the last scheduled slot (or after
-    the flow's creation) and within startingDeadlineSeconds; ``None`` when nothing should run, with
-    ``reason`` saying why. ``missed`` counts slots that will never run: the skipped ones before
-    ``slot``, or all of them including the late latest one when the deadline passed.
+    ``latest`` is the latest slot at or before now that is after the last scheduled slot (or after
+    the flow's creation); ``None`` when nothing is due. ``slot`` is ``latest`` when it may still
+    start, ``None`` with ``reason`` saying why otherwise (not due, or past startingDeadlineSeconds).
+    ``missed`` counts the slots before ``latest`` that were skipped (downtime): they never run.
     """
 
     slot: datetime | None
+    latest: datetime | None = None
     missed: int = 0
     reason: str | None = None
 
@@ -129,7 +130,7 @@ def due_slot(
     base = _utc(last_schedule_time if last_schedule_time is not None else created)
     latest = _latest_slot(schedule, base, now)
     if latest is None:
-        return DueSlot(None, 0, NOT_DUE)
+        return DueSlot(None, None, 0, NOT_DUE)
     missed = _count_slots(schedule, base, latest)
     late = now - latest
     if starting_deadline_seconds is not None and late > timedelta(
@@ -139,8 +140,8 @@ def due_slot(
             f"{PAST_DEADLINE}: slot {format_time(latest)} is {int(late.total_seconds())}s late, "
             f"deadline {starting_deadline_seconds}s"
         )
-        return DueSlot(None, min(missed + 1, MISSED_SLOTS_CAP), reason)
-    return DueSlot(latest, missed, None)
+        return DueSlot(None, latest, missed, reason)
+    return DueSlot(latest, latest, missed, None)
 
 
 # --- slots ---------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from adf_operator.schedule import (
     MISSED_SLOTS_CAP,
     NOT_DUE,
     PAST_DEADLINE,
+    DueSlot,
     ScheduleError,
     due_slot,
     format_time,
@@ -233,7 +234,7 @@ def test_hour_wildcard_slots_are_exactly_the_matching_instants(
 def test_not_due_before_the_first_slot_after_creation() -> None:
     schedule = ScheduleSpec(every="10m")
     due = due_slot(schedule, utc(2026, 5, 1, 10, 9), None, utc(2026, 5, 1, 10, 3), None)
-    assert due == type(due)(None, 0, NOT_DUE)
+    assert due == DueSlot(None, None, 0, NOT_DUE)
 
 
 def test_a_slot_at_creation_time_does_not_count() -> None:
@@ -300,12 +301,16 @@ def test_starting_deadline() -> None:
     on_time = due_slot(schedule, utc(2026, 5, 1, 10, 5), last, created, 300)
     assert on_time.slot == utc(2026, 5, 1, 10, 0)
     late = due_slot(schedule, utc(2026, 5, 1, 10, 5, 1), last, created, 300)
-    assert late.slot is None and late.missed == 1
+    assert (late.slot, late.latest, late.missed) == (None, utc(2026, 5, 1, 10, 0), 0)
     assert late.reason == (
         f"{PAST_DEADLINE}: slot 2026-05-01T10:00:00Z is 301s late, deadline 300s"
     )
     after_downtime = due_slot(schedule, utc(2026, 5, 1, 12, 9), last, created, 60)
-    assert after_downtime.slot is None and after_downtime.missed == 13
+    assert (after_downtime.slot, after_downtime.latest, after_downtime.missed) == (
+        None,
+        utc(2026, 5, 1, 12, 0),
+        12,
+    )
 
 
 def test_deadline_zero_allows_only_the_exact_instant() -> None:
