@@ -1,0 +1,159 @@
+"""Source and Sink base classes: the few override points every connector implements.
+
+A connector is opened and closed as a context manager. A :class:`Source` yields
+:class:`~adf_core.messages.Batch` objects from a start position; a :class:`Sink` writes one batch,
+its dead letters and the new watermark in ONE transaction, so a run killed at any moment resumes
+from the last committed batch and loses or duplicates nothing.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
+
+from adf_core.messages import Batch, RowFailure, Watermark
+
+SpecT = TypeVar("SpecT")
+
+
+@dataclass(frozen=True, slots=True)
+class Constant:
+    """A constant column value in a pushed-down projection (``set`` steps)."""
+
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Projection:
+    """Output columns a source computes itself, so declarative steps cost no Python per row.
+
+    Each entry maps an output name to a source column name (str) or a :class:`Constant`.
+    """
+
+    columns: tuple[tuple[str, str | Constant], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A backfill range of the cursor: ``start`` inclusive, ``end`` exclusive (raw strings)."""
+
+    start: str | None = None
+    end: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRequest:
+    """Everything that shapes one read: where to start, how far, and what to compute."""
+
+    after: Watermark | None = None
+    window: Window | None = None
+    projection: Projection | None = None
+    limit: int | None = None
+
+
+@dataclass(slots=True)
+class WriteResult:
+    written: int = 0
+    skipped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """What the sink commits with a batch: the flow's identity and its new watermark."""
+
+    flow_id: str
+    watermark: Watermark | None
+
+
+@dataclass(slots=True)
+class DeadLetters:
+    """Failed rows of a batch that go to the sink's dead-letter table in the batch's transaction."""
+
+    table: str
+    flow_id: str
+    failures: list[RowFailure] = field(default_factory=list)
+    time: datetime | None = None
+
+
+class Connector(ABC, Generic[SpecT]):
+    """Common life cycle: construct from the spec (no I/O), ``open`` on enter, ``close`` on exit."""
+
+    def __init__(self, spec: SpecT) -> None:
+        self.spec = spec
+
+    @abstractmethod
+    def open(self) -> None:
+        """Connect and check that everything the spec names exists (tables, columns)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections; must be safe after a failed ``open``."""
+
+    def __enter__(self) -> Self:
+        try:
+            self.open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Source(Connector[SpecT]):
+    @property
+    @abstractmethod
+    def columns(self) -> tuple[str, ...]:
+        """Names of the columns the source yields without a projection (known after open)."""
+
+    @property
+    def incremental(self) -> bool:
+        """Whether reads resume from a watermark."""
+        return False
+
+    @abstractmethod
+    def read(self, request: ReadRequest) -> Iterator[Batch]:
+        """Yield batches in a deterministic order, streaming (never the whole result in memory).
+
+        With ``request.after`` only rows strictly after that watermark are read; with a window,
+        only rows inside it. A projection, when the source supports one, is computed by the source.
+        """
+
+    def supports_projection(self) -> bool:
+        """Whether :meth:`read` can compute a :class:`Projection` (push-down of steps)."""
+        return False
+
+
+class Sink(Connector[SpecT]):
+    @abstractmethod
+    def read_state(self, flow_id: str) -> Watermark | None:
+        """The watermark committed by the last successful batch of this flow, if any."""
+
+    @abstractmethod
+    def write(
+        self, batch: Batch, checkpoint: Checkpoint | None, dead_letters: DeadLetters | None = None
+    ) -> WriteResult:
+        """Write the batch, its dead letters and the checkpoint atomically (one transaction)."""
+
+    def write_isolated(
+        self, batch: Batch, checkpoint: Checkpoint | None, dead_letters: DeadLetters | None
+    ) -> tuple[WriteResult, list[RowFailure]]:
+        """Like :meth:`write`, but rows the sink refuses are set aside (onError skip/deadLetter).
+
+        Called after :meth:`write` raised a DataError; the refused rows are returned and, with
+        ``dead_letters``, written there in the same transaction.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot isolate failing rows")
+
+    def finish(self, checkpoint: Checkpoint | None) -> None:
+        """End of a successful run (e.g. the atomic table swap of replace mode)."""

@@ -1,0 +1,982 @@
+"""SQL source and sink on SQLAlchemy 2, with per-dialect fast paths behind one API.
+
+Reading streams (a psycopg named cursor on PostgreSQL, SQLAlchemy ``stream_results`` elsewhere),
+in ``(cursor, tieBreaker)`` order, from a composite watermark compared as a row value, so rows
+sharing a cursor value are never skipped at a batch edge. Writing uses ``COPY`` (into a temporary
+staging table for upserts) on PostgreSQL, ``executemany`` on SQLite and SQLAlchemy's
+insertmanyvalues elsewhere; each batch, its dead letters and the watermark row in ``adf_state``
+commit in one transaction. ``replace`` fills ``<table>__adf_new`` and swaps it in at the end in one
+transaction, so readers see the old table or the new one, never a half-written one.
+
+SQLite connections run with explicit ``BEGIN`` (the sqlite3 module would otherwise auto-commit
+DDL, which would break the atomic swap). A SQLite file used as a source must not also be the sink
+while a run streams from it (use WAL mode or two files).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Double,
+    Index,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    Time,
+    UniqueConstraint,
+    and_,
+    column,
+    create_engine,
+    delete,
+    event,
+    insert,
+    inspect,
+    literal,
+    null,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, NoSuchTableError
+from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import FromClause
+from sqlalchemy.types import TypeEngine
+
+from adf_core.connectors import register
+from adf_core.connectors.base import (
+    Checkpoint,
+    Constant,
+    DeadLetters,
+    ReadRequest,
+    Sink,
+    Source,
+    WriteResult,
+)
+from adf_core.errors import AdfError, ConnectionFailure, DataError, SpecError
+from adf_core.messages import Batch, Row, RowFailure, Watermark, row_key, to_json
+from adf_core.spec import SqlSinkSpec, SqlSourceSpec
+
+if TYPE_CHECKING:
+    import psycopg
+
+STATE_TABLE = "adf_state"
+STAGING_SUFFIX = "__adf_new"
+
+
+# --- connections and errors ----------------------------------------------------------------------
+
+
+def masked(url: URL) -> str:
+    """The URL as it may be shown: the password replaced by ***."""
+    return url.render_as_string(hide_password=True)
+
+
+def parse_url(text_value: str, field: str) -> URL:
+    """Parse a database URL; PostgreSQL URLs without a driver use psycopg 3."""
+    try:
+        url = make_url(text_value)
+    except ArgumentError:
+        raise SpecError(f"{field}: not a database URL (expected dialect+driver://…)") from None
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def connect(url: URL, role: str) -> tuple[Engine, Connection]:
+    """Open one connection; failures become ConnectionFailure with the masked URL."""
+    if url.get_backend_name() == "sqlite" and role == "source":
+        path = url.database or ""
+        if (
+            path not in ("", ":memory:")
+            and not path.startswith("file:")
+            and not os.path.exists(path)
+        ):
+            raise ConnectionFailure(f"the {role} database {masked(url)} does not exist")
+    try:
+        engine = create_engine(url, poolclass=NullPool)
+    except (NoSuchModuleError, ArgumentError, ImportError) as exc:
+        raise SpecError(
+            f"spec.{role}.sql.url: unsupported database URL {masked(url)}: {exc}"
+        ) from None
+    if engine.dialect.name == "sqlite":
+        _explicit_sqlite_transactions(engine)
+    try:
+        return engine, engine.connect()
+    except DBAPIError as exc:
+        engine.dispose()
+        raise ConnectionFailure(
+            f"cannot connect to the {role} database {masked(url)}: {_reason(exc)}"
+        ) from None
+
+
+def _explicit_sqlite_transactions(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _autocommit_driver(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+
+def _reason(exc: BaseException) -> str:
+    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = [line.strip() for line in str(orig).strip().splitlines() if line.strip()]
+    return " ".join(lines[:2]) or type(orig).__name__
+
+
+def translate(exc: BaseException, engine: Engine, what: str) -> AdfError:
+    """Map a driver error: constraint or value problems are data errors, the rest connection."""
+    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    dbapi = engine.dialect.dbapi
+    data_kinds = tuple(
+        k for k in (getattr(dbapi, "IntegrityError", None), getattr(dbapi, "DataError", None)) if k
+    )
+    if data_kinds and isinstance(orig, data_kinds):
+        return DataError(f"{what}: {_reason(orig)}")
+    return ConnectionFailure(f"{what}: {_reason(orig)}")
+
+
+def _dbapi_errors(engine: Engine) -> tuple[type[BaseException], ...]:
+    base = getattr(engine.dialect.dbapi, "Error", None)
+    return (DBAPIError, base) if isinstance(base, type) else (DBAPIError,)
+
+
+def _psycopg(conn: Connection) -> psycopg.Connection[Any]:
+    """The driver connection under SQLAlchemy, for COPY and named cursors (same transaction)."""
+    return cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
+
+
+def _split_name(name: str) -> tuple[str | None, str]:
+    schema, _, table = name.rpartition(".")
+    return schema or None, table
+
+
+def _reflect(conn: Connection, name: str) -> Table | None:
+    schema, table = _split_name(name)
+    try:
+        return Table(table, MetaData(), schema=schema, autoload_with=conn)
+    except NoSuchTableError:
+        return None
+
+
+# --- source --------------------------------------------------------------------------------------
+
+
+class SqlSource(Source[SqlSourceSpec]):
+    """Reads a table (with optional where/columns) or a query, streaming, in cursor order."""
+
+    def __init__(self, spec: SqlSourceSpec) -> None:
+        super().__init__(spec)
+        self._engine: Engine | None = None
+        self._conn: Connection | None = None
+        self._from: FromClause | None = None
+        self._columns: tuple[str, ...] = ()
+        self._order: list[str] = []
+        self._tie: str | None = None
+
+    def open(self) -> None:
+        spec = self.spec
+        self.url = parse_url(spec.url.resolve(), "spec.source.sql.url")
+        self._engine, self._conn = connect(self.url, "source")
+        with self._conn.begin():
+            if spec.table is not None:
+                table = _reflect(self._conn, spec.table)
+                if table is None:
+                    raise ConnectionFailure(
+                        f"spec.source.sql.table: table {spec.table!r} does not exist in the "
+                        f"source database {masked(self.url)}"
+                    )
+                self._from = table
+                available = [c.name for c in table.columns]
+                primary = [c.name for c in table.primary_key.columns]
+            else:
+                query = (spec.query or "").strip().rstrip(";")
+                probe = select(text("*")).select_from(text(f"({query}) AS adf_q")).limit(0)
+                available = list(self._probe(probe, "spec.source.sql.query").keys())
+                self._from = text(query).columns(*[column(n) for n in available]).subquery("adf_q")
+                primary = []
+            self._check("spec.source.sql.columns", spec.columns or [], available)
+            self._columns = tuple(spec.columns or available)
+            cursor = spec.cursor
+            if cursor is not None:
+                self._check("spec.source.sql.cursor.column", [cursor.column], available)
+                if cursor.tie_breaker:
+                    self._check(
+                        "spec.source.sql.cursor.tieBreaker", [cursor.tie_breaker], available
+                    )
+                # A single-column primary key is a safe implicit tie-breaker.
+                self._tie = cursor.tie_breaker or (primary[0] if len(primary) == 1 else None)
+                self._order = [cursor.column] + ([self._tie] if self._tie else [])
+            else:
+                self._order = primary
+            self.key_columns = tuple(
+                [self._tie] if self._tie else primary or ([cursor.column] if cursor else [])
+            )
+            if spec.where is not None:
+                self._probe(self._select(ReadRequest(limit=0)), "spec.source.sql.where")
+
+    def _probe(self, stmt: Any, field: str) -> Any:
+        assert self._conn is not None and self._engine is not None
+        try:
+            with self._conn.begin_nested():
+                return self._conn.execute(stmt)
+        except _dbapi_errors(self._engine) as exc:
+            raise ConnectionFailure(
+                f"{field}: the source database refused it: {_reason(exc)}"
+            ) from None
+
+    def _check(self, field: str, names: Sequence[str], available: Sequence[str]) -> None:
+        missing = [n for n in names if n not in available]
+        if missing:
+            where = self.spec.table or "the query's result"
+            raise ConnectionFailure(
+                f"{field}: no column {', '.join(map(repr, missing))} in {where} "
+                f"(columns: {', '.join(available)})"
+            )
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        if self._engine is not None:
+            self._engine.dispose()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self._columns
+
+    @property
+    def incremental(self) -> bool:
+        return self.spec.cursor is not None
+
+    def supports_projection(self) -> bool:
+        return True
+
+    def _select(self, request: ReadRequest) -> Any:
+        """The SELECT for a read, plus hidden trailing columns that carry the watermark."""
+        src = self._from
+        assert src is not None
+        if request.projection is None:
+            outputs: list[ColumnElement[Any]] = [src.c[n] for n in self._columns]
+            names = list(self._columns)
+            sources = list(self._columns)
+        else:
+            outputs, names, sources = [], [], []
+            for name, ref in request.projection.columns:
+                if isinstance(ref, Constant):
+                    value = ref.value
+                    outputs.append((null() if value is None else literal(value)).label(name))
+                    sources.append("")
+                else:
+                    outputs.append(src.c[ref].label(name))
+                    sources.append(ref)
+                names.append(name)
+        self._names = tuple(names)
+        self._positions: list[int] = []
+        cursor = self.spec.cursor
+        for i, wanted in enumerate([cursor.column, self._tie] if cursor else []):
+            if wanted is None:
+                continue
+            if wanted in sources:
+                self._positions.append(sources.index(wanted))
+            else:
+                outputs.append(src.c[wanted].label(f"adf_wm_{i}"))
+                self._positions.append(len(outputs) - 1)
+        stmt = select(*outputs).select_from(src)
+        if self.spec.where is not None:
+            stmt = stmt.where(text(f"({self.spec.where})"))
+        for condition in self._conditions(request):
+            stmt = stmt.where(condition)
+        if self._order:
+            stmt = stmt.order_by(*[src.c[n] for n in self._order])
+        if request.limit is not None:
+            stmt = stmt.limit(request.limit)
+        return stmt
+
+    def _conditions(self, request: ReadRequest) -> list[ColumnElement[bool]]:
+        cursor = self.spec.cursor
+        if cursor is None:
+            if request.window is not None:
+                raise SpecError("window: a backfill window needs spec.source.sql.cursor")
+            return []
+        assert self._from is not None
+        col = self._from.c[cursor.column]
+        if request.window is not None:
+            out = []
+            if request.window.start is not None:
+                out.append(col >= self._coerce(col.type, request.window.start, "from"))
+            if request.window.end is not None:
+                out.append(col < self._coerce(col.type, request.window.end, "to"))
+            return out
+        after = request.after
+        if after is None or after.cursor is None:
+            return []
+        if cursor.lag:
+            return [col > _minus(after.cursor, cursor.lag)]
+        if self._tie is None or after.tie is None:
+            return [col > after.cursor]
+        tie = self._from.c[self._tie]
+        if self._engine is not None and self._engine.dialect.name in ("postgresql", "sqlite"):
+            return [tuple_(col, tie) > tuple_(literal(after.cursor), literal(after.tie))]
+        return [or_(col > after.cursor, and_(col == after.cursor, tie > after.tie))]
+
+    @staticmethod
+    def _coerce(kind: TypeEngine[Any], value: str, bound: str) -> Any:
+        """A window bound as the cursor column's Python type (the CLI gives strings)."""
+        try:
+            python_type = kind.python_type
+        except NotImplementedError:
+            return value
+        try:
+            if python_type is datetime:
+                return datetime.fromisoformat(value)
+            if python_type is date:
+                return date.fromisoformat(value)
+            if python_type in (int, float, Decimal):
+                return python_type(value)
+        except (ValueError, ArithmeticError):
+            raise SpecError(
+                f"window.{bound}: {value!r} is not a {python_type.__name__} like the cursor column"
+            ) from None
+        return value
+
+    def read(self, request: ReadRequest) -> Iterator[Batch]:
+        assert self._conn is not None and self._engine is not None
+        stmt = self._select(request)
+        visible = len(self._names)
+        wm_get = itemgetter(*self._positions) if self._positions else None
+        with_tie = len(self._positions) == 2
+        source = f"sql:{self.spec.table or 'query'}"
+        try:
+            for rows in self._stream(stmt):
+                watermark = None
+                if wm_get is not None and rows:
+                    value = wm_get(rows[-1])
+                    watermark = Watermark(*value) if with_tie else Watermark(value)
+                    watermark = _not_behind(watermark, request.after)
+                if len(rows) and len(rows[0]) != visible:
+                    rows = [r[:visible] for r in rows]
+                yield Batch(self._names, rows, source, watermark, self.key_columns)
+        except _dbapi_errors(self._engine) as exc:
+            raise translate(exc, self._engine, "reading the source failed") from None
+
+    def _stream(self, stmt: Any) -> Iterator[list[Row]]:
+        assert self._conn is not None and self._engine is not None
+        size = self.spec.batch_size
+        if self._engine.dialect.driver == "psycopg":
+            # A named (server-side) cursor with binary results: no SQLAlchemy Row per row.
+            compiled = stmt.compile(dialect=self._engine.dialect)
+            raw = _psycopg(self._conn)
+            with self._conn.begin(), raw.cursor(name="adf_source", binary=True) as cur:
+                cur.itersize = size
+                cur.execute(str(compiled), compiled.params)
+                while rows := cur.fetchmany(size):
+                    yield rows
+            return
+        with self._conn.begin():
+            result = self._conn.execution_options(stream_results=True, max_row_buffer=size).execute(
+                stmt
+            )
+            for part in result.partitions(size):
+                yield list(part)
+
+
+def _minus(value: Any, lag: float) -> Any:
+    if isinstance(value, datetime | date):
+        return value - timedelta(seconds=lag)
+    if isinstance(value, Decimal):
+        return value - Decimal(str(lag))
+    if isinstance(value, int | float):
+        return value - lag
+    return value
+
+
+def _not_behind(new: Watermark, old: Watermark | None) -> Watermark:
+    """With ``lag`` the read restarts before the watermark; it must never move backwards."""
+    if old is None:
+        return new
+    try:
+        return old if new.key() < old.key() else new
+    except TypeError:
+        return new
+
+
+# --- sink ----------------------------------------------------------------------------------------
+
+
+def infer_type(values: Sequence[Any]) -> TypeEngine[Any]:
+    """A column type for the first non-null value (create_table from the first batch)."""
+    sample = next((v for v in values if v is not None), None)
+    kinds: list[tuple[type | tuple[type, ...], TypeEngine[Any]]] = [
+        (bool, Boolean()),
+        (int, BigInteger()),
+        (float, Double()),
+        (Decimal, Numeric()),
+        (datetime, DateTime(timezone=getattr(sample, "tzinfo", None) is not None)),
+        (date, Date()),
+        (time, Time()),
+        ((bytes, bytearray, memoryview), LargeBinary()),
+        ((dict, list), JSON()),
+    ]
+    for kind, sql_type in kinds:
+        if isinstance(sample, kind):
+            return sql_type
+    return Text()
+
+
+class Writer(Protocol):
+    """How rows reach a table in one dialect; called inside the batch's transaction."""
+
+    def insert(
+        self, conn: Connection, table: Table, columns: Sequence[str], rows: list[Row]
+    ) -> int: ...
+
+    def upsert(
+        self,
+        conn: Connection,
+        table: Table,
+        columns: Sequence[str],
+        rows: list[Row],
+        keys: Sequence[str],
+        skip_unchanged: bool,
+    ) -> int:
+        """Insert or update by keys; return how many rows were left alone as unchanged."""
+        ...
+
+
+def _dedupe(columns: Sequence[str], rows: list[Row], keys: Sequence[str]) -> list[Row]:
+    """Last row wins among rows of one batch that share a key (ON CONFLICT needs unique keys)."""
+    get = itemgetter(*[columns.index(k) for k in keys])
+    unique = {get(r): r for r in rows}
+    return rows if len(unique) == len(rows) else list(unique.values())
+
+
+def _quoted(conn: Connection, table: Table) -> tuple[Callable[[str], str], str]:
+    prep = conn.dialect.identifier_preparer
+    return prep.quote, prep.format_table(table)
+
+
+class PostgresWriter:
+    """COPY straight into the table (append) or into a temporary staging table (upsert)."""
+
+    def _copy(self, conn: Connection, target: str, cols: str, rows: list[Row]) -> None:
+        with _psycopg(conn).cursor() as cur, cur.copy(f"COPY {target} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def insert(
+        self, conn: Connection, table: Table, columns: Sequence[str], rows: list[Row]
+    ) -> int:
+        q, name = _quoted(conn, table)
+        self._copy(conn, name, ", ".join(map(q, columns)), _jsonb(table, columns, rows))
+        return len(rows)
+
+    def upsert(
+        self,
+        conn: Connection,
+        table: Table,
+        columns: Sequence[str],
+        rows: list[Row],
+        keys: Sequence[str],
+        skip_unchanged: bool,
+    ) -> int:
+        q, name = _quoted(conn, table)
+        stage = q(f"adf_stage_{table.name}")
+        cols = ", ".join(map(q, columns))
+        conn.exec_driver_sql(
+            f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {name} INCLUDING DEFAULTS) "
+            "ON COMMIT DELETE ROWS"
+        )
+        rows = _dedupe(columns, rows, keys)
+        self._copy(conn, stage, cols, _jsonb(table, columns, rows))
+        others = [c for c in columns if c not in keys]
+        if others:
+            sets = ", ".join(f"{q(c)} = EXCLUDED.{q(c)}" for c in others)
+            action = f"DO UPDATE SET {sets}"
+            if skip_unchanged:
+                mine = ", ".join(f"t.{q(c)}" for c in others)
+                theirs = ", ".join(f"EXCLUDED.{q(c)}" for c in others)
+                action += f" WHERE ROW({mine}) IS DISTINCT FROM ROW({theirs})"
+        else:
+            action = "DO NOTHING"
+        result = conn.exec_driver_sql(
+            f"INSERT INTO {name} AS t ({cols}) SELECT {cols} FROM {stage} "
+            f"ON CONFLICT ({', '.join(map(q, keys))}) {action}"
+        )
+        return len(rows) - int(result.rowcount) if skip_unchanged else 0
+
+
+def _jsonb(table: Table, columns: Sequence[str], rows: list[Row]) -> list[Row]:
+    """COPY needs dict/list values of JSON columns wrapped for psycopg."""
+    positions = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
+    if not positions:
+        return rows
+    from psycopg.types.json import Jsonb
+
+    def wrap(row: Row) -> Row:
+        out = list(row)
+        for i in positions:
+            if out[i] is not None:
+                out[i] = Jsonb(out[i])
+        return tuple(out)
+
+    return [wrap(r) for r in rows]
+
+
+class SqliteWriter:
+    """executemany of one INSERT (… ON CONFLICT DO UPDATE for upsert) on the raw connection."""
+
+    def _run(
+        self, conn: Connection, table: Table, sql: str, columns: Sequence[str], rows: list[Row]
+    ) -> int:
+        procs = [table.c[c].type.bind_processor(conn.dialect) for c in columns]
+        if any(procs):
+            pairs = list(enumerate(procs))
+            rows = [tuple(p(r[i]) if p else r[i] for i, p in pairs) for r in rows]
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        cur = raw.cursor()
+        try:
+            cur.executemany(sql, rows)
+            return int(cur.rowcount)
+        finally:
+            cur.close()
+
+    def _insert_sql(self, conn: Connection, table: Table, columns: Sequence[str]) -> str:
+        q, name = _quoted(conn, table)
+        marks = ", ".join("?" for _ in columns)
+        return f"INSERT INTO {name} ({', '.join(map(q, columns))}) VALUES ({marks})"
+
+    def insert(
+        self, conn: Connection, table: Table, columns: Sequence[str], rows: list[Row]
+    ) -> int:
+        self._run(conn, table, self._insert_sql(conn, table, columns), columns, rows)
+        return len(rows)
+
+    def upsert(
+        self,
+        conn: Connection,
+        table: Table,
+        columns: Sequence[str],
+        rows: list[Row],
+        keys: Sequence[str],
+        skip_unchanged: bool,
+    ) -> int:
+        q, _ = _quoted(conn, table)
+        others = [c for c in columns if c not in keys]
+        conflict = f" ON CONFLICT ({', '.join(map(q, keys))}) "
+        if others:
+            sets = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in others)
+            action = f"DO UPDATE SET {sets}"
+            if skip_unchanged:
+                me = q(table.name)
+                action += " WHERE " + " OR ".join(
+                    f"{me}.{q(c)} IS NOT excluded.{q(c)}" for c in others
+                )
+        else:
+            action = "DO NOTHING"
+        sql = self._insert_sql(conn, table, columns) + conflict + action
+        changed = self._run(conn, table, sql, columns, rows)
+        return len(rows) - changed if skip_unchanged else 0
+
+
+class GenericWriter:
+    """Any dialect SQLAlchemy speaks: insertmanyvalues; upsert as delete-then-insert by keys."""
+
+    CHUNK = 500
+
+    def insert(
+        self, conn: Connection, table: Table, columns: Sequence[str], rows: list[Row]
+    ) -> int:
+        if rows:
+            conn.execute(insert(table), [dict(zip(columns, r, strict=True)) for r in rows])
+        return len(rows)
+
+    def upsert(
+        self,
+        conn: Connection,
+        table: Table,
+        columns: Sequence[str],
+        rows: list[Row],
+        keys: Sequence[str],
+        skip_unchanged: bool,
+    ) -> int:
+        rows = _dedupe(columns, rows, keys)
+        get = itemgetter(*[columns.index(k) for k in keys])
+        key_of = (lambda r: (get(r),)) if len(keys) == 1 else get
+        key_cols = tuple_(*[table.c[k] for k in keys])
+        unchanged = 0
+        for start in range(0, len(rows), self.CHUNK):
+            chunk = rows[start : start + self.CHUNK]
+            if skip_unchanged:
+                stored = conn.execute(
+                    select(*[table.c[c] for c in columns]).where(
+                        key_cols.in_([key_of(r) for r in chunk])
+                    )
+                )
+                same = {tuple(r) for r in stored}
+                changed = [r for r in chunk if tuple(r) not in same]
+                unchanged += len(chunk) - len(changed)
+                chunk = changed
+            if chunk:
+                conn.execute(delete(table).where(key_cols.in_([key_of(r) for r in chunk])))
+                self.insert(conn, table, columns, chunk)
+        return unchanged
+
+
+WRITERS: dict[str, Callable[[], Writer]] = {
+    "postgresql+psycopg": PostgresWriter,
+    "sqlite+pysqlite": SqliteWriter,
+}
+
+
+def writer_for(engine: Engine) -> Writer:
+    make = WRITERS.get(f"{engine.dialect.name}+{engine.dialect.driver}", GenericWriter)
+    return make()
+
+
+def state_table(metadata: MetaData) -> Table:
+    return Table(
+        STATE_TABLE,
+        metadata,
+        Column("flow_id", String(512), primary_key=True),
+        Column("watermark", Text, nullable=True),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    )
+
+
+def dead_letter_table(name: str, metadata: MetaData) -> Table:
+    schema, table = _split_name(name)
+    return Table(
+        table,
+        metadata,
+        Column("id", BigInteger().with_variant(Numeric(), "sqlite"), primary_key=True),
+        Column("flow", String(512), nullable=False),
+        Column("row", Text, nullable=False),
+        Column("error", Text, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        schema=schema,
+    )
+
+
+class SqlSink(Sink[SqlSinkSpec]):
+    """Writes batches by mode; owns the ``adf_state`` watermark rows of the sink database."""
+
+    def __init__(self, spec: SqlSinkSpec, *, writer: Writer | None = None) -> None:
+        super().__init__(spec)
+        self._writer = writer
+        self._engine: Engine | None = None
+        self._conn: Connection | None = None
+        self._table: Table | None = None
+        self._target: Table | None = None
+        self._checked: tuple[str, ...] = ()
+        self._meta = MetaData()
+        self._state = state_table(self._meta)
+        self._dead: Table | None = None
+
+    @property
+    def mode(self) -> Literal["append", "upsert", "replace"]:
+        return self.spec.mode
+
+    def open(self) -> None:
+        self.url = parse_url(self.spec.url.resolve(), "spec.sink.sql.url")
+        self._engine, self._conn = connect(self.url, "sink")
+        if self._writer is None:
+            self._writer = writer_for(self._engine)
+        try:
+            with self._conn.begin():
+                self._state.create(self._conn, checkfirst=True)
+                self._target = _reflect(self._conn, self.spec.table)
+                if self._target is None and not self.spec.create_table:
+                    raise ConnectionFailure(
+                        f"spec.sink.sql.table: table {self.spec.table!r} does not exist in the "
+                        f"sink database {masked(self.url)} and createTable is false"
+                    )
+                if self._target is not None and self.mode == "upsert":
+                    self._check_keys(self._target)
+                if self.mode == "replace":
+                    self._drop_staging()
+                    if self._target is not None:
+                        self._table = self._copy_definition(self._target)
+                        self._table.create(self._conn)
+                else:
+                    self._table = self._target
+        except _dbapi_errors(self._engine) as exc:
+            raise translate(exc, self._engine, "preparing the sink failed") from None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        if self._engine is not None:
+            self._engine.dispose()
+
+    def _check_keys(self, table: Table) -> None:
+        keys = list(self.spec.keys or [])
+        missing = [k for k in keys if k not in table.c]
+        if missing:
+            raise ConnectionFailure(
+                f"spec.sink.sql.keys: no column {', '.join(map(repr, missing))} in table "
+                f"{self.spec.table!r}"
+            )
+        assert self._conn is not None
+        insp = inspect(self._conn)
+        schema, name = _split_name(self.spec.table)
+        unique_sets = [{c.name for c in table.primary_key.columns}]
+        unique_sets += [set(u["column_names"]) for u in insp.get_unique_constraints(name, schema)]
+        unique_sets += [
+            {c for c in i["column_names"] if c}
+            for i in insp.get_indexes(name, schema)
+            if i["unique"]
+        ]
+        if set(keys) not in unique_sets:
+            raise ConnectionFailure(
+                f"spec.sink.sql.keys: table {self.spec.table!r} has no primary key or unique "
+                f"index on ({', '.join(keys)}); upsert needs one"
+            )
+
+    # --- replace: a staging table swapped in at the end -------------------------------------
+
+    def _staging_name(self) -> str:
+        return _split_name(self.spec.table)[1] + STAGING_SUFFIX
+
+    def _drop_staging(self) -> None:
+        assert self._conn is not None
+        schema, _ = _split_name(self.spec.table)
+        stale = _reflect(self._conn, ".".join(filter(None, [schema, self._staging_name()])))
+        if stale is not None:
+            stale.drop(self._conn)
+
+    def _copy_definition(self, target: Table) -> Table:
+        """The target's columns and keys under the staging name (indexes come after the swap)."""
+        uniques = [
+            UniqueConstraint(*[c.name for c in con.columns])
+            for con in target.constraints
+            if isinstance(con, UniqueConstraint)
+        ]
+        return Table(
+            self._staging_name(),
+            MetaData(),
+            *[Column(c.name, c.type, nullable=c.nullable) for c in target.columns],
+            PrimaryKeyConstraint(*[c.name for c in target.primary_key.columns]),
+            *uniques,
+            schema=target.schema,
+        )
+
+    def finish(self, checkpoint: Checkpoint | None) -> None:
+        if self.mode != "replace":
+            return
+        assert self._conn is not None and self._engine is not None
+        try:
+            with self._conn.begin():
+                if self._table is not None:
+                    self._swap(self._table, self._target)
+                if checkpoint is not None:
+                    self._save_state(checkpoint)
+        except _dbapi_errors(self._engine) as exc:
+            raise translate(
+                exc, self._engine, f"swapping in table {self.spec.table!r} failed"
+            ) from None
+
+    def _swap(self, staging: Table, target: Table | None) -> None:
+        """Drop the old table, rename the staging one, restore index names (one transaction)."""
+        assert self._conn is not None and self._engine is not None
+        prep = self._conn.dialect.identifier_preparer
+        final_name = _split_name(self.spec.table)[1]
+        if target is not None:
+            target.drop(self._conn)
+        self._conn.exec_driver_sql(
+            f"ALTER TABLE {prep.format_table(staging)} RENAME TO {prep.quote(final_name)}"
+        )
+        if self._engine.dialect.name == "postgresql":
+            self._rename_pg_indexes(final_name)
+        if target is not None and target.indexes:
+            renamed = Table(final_name, MetaData(), autoload_with=self._conn, schema=staging.schema)
+            for index in target.indexes:
+                columns = [renamed.c[c.name] for c in index.columns]
+                Index(index.name, *columns, unique=index.unique).create(self._conn)
+
+    def _rename_pg_indexes(self, final_name: str) -> None:
+        """PostgreSQL keeps `<staging>_pkey`-style names after a rename; give them back."""
+        assert self._conn is not None
+        q = self._conn.dialect.identifier_preparer.quote
+        schema, _ = _split_name(self.spec.table)
+        staging = self._staging_name()
+        names = self._conn.execute(
+            text(
+                "SELECT indexname FROM pg_indexes WHERE tablename = :t "
+                "AND schemaname = COALESCE(:s, current_schema())"
+            ),
+            {"t": final_name, "s": schema},
+        ).scalars()
+        for index in list(names):
+            if index.startswith(staging):
+                new = final_name + index[len(staging) :]
+                prefix = f"{q(schema)}." if schema else ""
+                self._conn.exec_driver_sql(f"ALTER INDEX {prefix}{q(index)} RENAME TO {q(new)}")
+
+    # --- batches ----------------------------------------------------------------------------
+
+    def _ensure_table(self, batch: Batch) -> Table:
+        assert self._conn is not None
+        if self._table is None:
+            name = (
+                self._staging_name() if self.mode == "replace" else _split_name(self.spec.table)[1]
+            )
+            keys = list(self.spec.keys or [])
+            missing = [k for k in keys if k not in batch.columns]
+            if missing:
+                raise ConnectionFailure(
+                    f"spec.sink.sql.keys: no column {', '.join(map(repr, missing))} in the rows "
+                    f"to write (columns: {', '.join(batch.columns)})"
+                )
+            columns = [
+                Column(c, infer_type([r[i] for r in batch.rows[:1000]]), nullable=c not in keys)
+                for i, c in enumerate(batch.columns)
+            ]
+            constraint = [PrimaryKeyConstraint(*keys)] if keys else []
+            table = Table(
+                name, MetaData(), *columns, *constraint, schema=_split_name(self.spec.table)[0]
+            )
+            with self._conn.begin():
+                table.create(self._conn)
+            self._table = table
+        if batch.columns != self._checked:
+            unknown = [c for c in batch.columns if c not in self._table.c]
+            if unknown:
+                raise ConnectionFailure(
+                    f"spec.sink.sql.table: table {self.spec.table!r} has no column "
+                    f"{', '.join(map(repr, unknown))} (the transformed rows have: "
+                    f"{', '.join(batch.columns)})"
+                )
+            self._checked = batch.columns
+        return self._table
+
+    def read_state(self, flow_id: str) -> Watermark | None:
+        assert self._conn is not None
+        with self._conn.begin():
+            stored = self._conn.execute(
+                select(self._state.c.watermark).where(self._state.c.flow_id == flow_id)
+            ).scalar()
+        return Watermark.from_json(stored) if stored else None
+
+    def write(
+        self, batch: Batch, checkpoint: Checkpoint | None, dead_letters: DeadLetters | None = None
+    ) -> WriteResult:
+        assert self._conn is not None and self._engine is not None
+        table = self._ensure_table(batch) if batch.rows or self._table is not None else None
+        if self.mode == "replace":
+            checkpoint = None  # the watermark moves with the swap, in finish()
+        try:
+            with self._conn.begin():
+                result = self._write_rows(table, batch) if table is not None else WriteResult()
+                if dead_letters is not None and dead_letters.failures:
+                    self._dead_letters(dead_letters)
+                if checkpoint is not None:
+                    self._save_state(checkpoint)
+            return result
+        except _dbapi_errors(self._engine) as exc:
+            raise translate(
+                exc, self._engine, f"writing to table {self.spec.table!r} failed"
+            ) from None
+
+    def write_isolated(
+        self, batch: Batch, checkpoint: Checkpoint | None, dead_letters: DeadLetters | None
+    ) -> tuple[WriteResult, list[RowFailure]]:
+        """Write row by row behind savepoints, so rows the database refuses are set aside."""
+        assert self._conn is not None and self._engine is not None
+        table = self._ensure_table(batch) if batch.rows or self._table is not None else None
+        if self.mode == "replace":
+            checkpoint = None
+        failures: list[RowFailure] = []
+        result = WriteResult()
+        errors = _dbapi_errors(self._engine)
+        with self._conn.begin():
+            for index, row in enumerate(batch.rows):
+                single = Batch(batch.columns, [row], batch.source, None, batch.key_columns)
+                try:
+                    with self._conn.begin_nested():
+                        one = (
+                            self._write_rows(table, single) if table is not None else WriteResult()
+                        )
+                    result.written += one.written
+                    result.skipped += one.skipped
+                except errors as exc:
+                    data = dict(zip(batch.columns, row, strict=True))
+                    key = row_key(data, batch.key_columns, index)
+                    failures.append(RowFailure(data, key, f"row {key}: {_reason(exc)}"))
+            if dead_letters is not None:
+                dead_letters.failures.extend(failures)
+                if dead_letters.failures:
+                    self._dead_letters(dead_letters)
+            if checkpoint is not None:
+                self._save_state(checkpoint)
+        return result, failures
+
+    def _write_rows(self, table: Table, batch: Batch) -> WriteResult:
+        assert self._conn is not None and self._writer is not None
+        if not batch.rows:
+            return WriteResult()
+        if self.mode == "upsert":
+            keys = list(self.spec.keys or [])
+            unchanged = self._writer.upsert(
+                self._conn, table, batch.columns, batch.rows, keys, self.spec.skip_unchanged
+            )
+            return WriteResult(len(batch.rows) - unchanged, unchanged)
+        return WriteResult(self._writer.insert(self._conn, table, batch.columns, batch.rows), 0)
+
+    def _dead_letters(self, letters: DeadLetters) -> None:
+        assert self._conn is not None
+        if self._dead is None:
+            self._dead = dead_letter_table(letters.table, MetaData())
+            self._dead.create(self._conn, checkfirst=True)
+        when = letters.time or datetime.now().astimezone()
+        self._conn.execute(
+            insert(self._dead),
+            [
+                {
+                    "flow": letters.flow_id,
+                    "row": to_json(f.data),
+                    "error": f.error,
+                    "created_at": when,
+                }
+                for f in letters.failures
+            ],
+        )
+
+    def _save_state(self, checkpoint: Checkpoint) -> None:
+        assert self._conn is not None
+        values = {
+            "watermark": checkpoint.watermark.to_json() if checkpoint.watermark else None,
+            "updated_at": datetime.now().astimezone(),
+        }
+        state = self._state
+        done = self._conn.execute(
+            update(state).where(state.c.flow_id == checkpoint.flow_id).values(values)
+        )
+        if done.rowcount == 0:
+            self._conn.execute(insert(state).values(flow_id=checkpoint.flow_id, **values))
+
+
+register("sql", SqlSource, SqlSink)
+
+__all__ = ["GenericWriter", "PostgresWriter", "SqlSink", "SqlSource", "SqliteWriter"]
