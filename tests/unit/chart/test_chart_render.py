@@ -124,7 +124,7 @@ def test_operator_deployment(render: Render) -> None:
     env = env_of(c)
     assert env["ADF_NAMESPACES"] == ""
     assert env["ADF_DEFAULT_IMAGE"] == "active-data-flow:0.1.0"
-    assert env["ADF_LOG_FORMAT"] == "text"
+    assert env["ADF_LOG_FORMAT"] == "full"
     assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
 
 

@@ -15,7 +15,7 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
     ({"image": {"repository": ""}}, "/image/repository"),
     ({"image": {"tag": "bad tag"}}, "/image/tag"),
-    ({"operator": {"logFormat": "xml"}}, "/operator/logFormat"),
+    ({"operator": {"logFormat": "text"}}, "/operator/logFormat"),
     ({"operator": {"health": {"port": 0}}}, "/operator/health/port"),
     ({"operator": {"replicas": 2}}, "additional properties 'replicas'"),  # one operator only
     ({"heartbeat": {"port": 70000}}, "/heartbeat/port"),
