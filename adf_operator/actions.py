@@ -1,0 +1,339 @@
+"""What the kopf handlers do: read from the API, call the pure functions, write back, post events.
+
+Every step is idempotent, so a handler that is retried, or an operator that restarts halfway, never
+creates a second run or Job: names are deterministic (AlreadyExists means done), status writes are
+conditional on the resourceVersion they were computed from, and phases only move forward.
+
+Status ownership avoids lost updates between concurrent handlers: the DataFlow handler writes
+the flow's scheduling fields (FLOW_FIELDS, through kopf's patch), the run handlers write the
+fields about runs (RUN_FIELDS, with a conditional patch).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+from pydantic import BaseModel
+
+from adf_core.errors import SpecError
+from adf_core.spec import DataFlow, load_dataflow
+from adf_operator import flows, kube, names, runs
+from adf_operator.config import OperatorConfig
+from adf_operator.flows import Event
+from adf_operator.jobs import build_job, owner_reference
+from adf_operator.models import FINAL_PHASES, DataFlowRunStatus, DataFlowStatus
+
+log = logging.getLogger(__name__)
+Body = dict[str, Any]
+
+FLOW_FIELDS = frozenset(
+    {"observed_generation", "conditions", "schedule", "next_run_time", "last_schedule_time"}
+    | {"missed_slots"}
+)
+RUN_FIELDS = frozenset(DataFlowStatus.model_fields) - FLOW_FIELDS
+CONFLICT_RETRIES = 8
+
+
+def now() -> datetime:
+    """The current time at whole seconds, as Kubernetes stores times."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def dump(model: BaseModel, fields: frozenset[str] | None = None) -> Body:
+    """A status as a merge patch: camelCase keys, and None as null so that stale fields vanish."""
+    return model.model_dump(mode="json", by_alias=True, include=fields)  # type: ignore[arg-type]
+
+
+class _KeyedLocks:
+    """One lock per object, so this process handles an object in one thread at a time."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: weakref.WeakValueDictionary[tuple[str, ...], Any] = (
+            weakref.WeakValueDictionary()
+        )
+
+    @contextmanager
+    def hold(self, *key: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.get(key)
+            if lock is None:
+                lock = self._locks[key] = _Lock()
+        with lock:
+            yield
+
+
+class _Lock:
+    """A weak-referenceable lock (threading.Lock objects are not)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *_: object) -> None:
+        self._lock.release()
+
+
+_locks = _KeyedLocks()
+
+
+def post(body: Mapping[str, Any], event: Event) -> None:
+    """Post a Kubernetes Event on an object (and log it)."""
+    meta = body["metadata"]
+    level = logging.WARNING if event.type == "Warning" else logging.INFO
+    log.log(level, "%s/%s %s: %s", meta["namespace"], meta["name"], event.reason, event.message)
+    kopf.event(
+        kopf.Body(cast(kopf.RawBody, body)),
+        type=event.type,
+        reason=event.reason,
+        message=event.message,
+    )
+
+
+def _manifest(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")}
+
+
+# --- DataFlow -------------------------------------------------------------------------------------
+
+
+@dataclass
+class FlowResult:
+    """The flow's own status fields, and annotations to remove."""
+
+    status: Body
+    remove_annotations: list[str] = field(default_factory=list)
+
+
+def reconcile_flow(body: Body, at: datetime) -> FlowResult:
+    """Validate the flow; run its due slot and its run-now request, if any."""
+    meta = body["metadata"]
+    with _locks.hold("flow", meta["namespace"], meta["name"]):
+        current = DataFlowStatus.model_validate(body.get("status") or {})
+        result = flows.reconcile(body, current, at)
+        for event in result.events:
+            post(body, event)
+        status, flow = result.status, result.flow
+        annotations: Mapping[str, str] = meta.get("annotations") or {}
+        remove = []
+        if flow is not None:
+            slot = flows.pending_slot(annotations, status)
+            if slot is not None:
+                missed = flows.missed_slots(annotations)
+                status = _run_slot(body, flow, status, slot, missed, at)
+        if names.RUN_NOW in annotations:
+            if flow is not None:
+                _run_now(body, flow, annotations[names.RUN_NOW], at)
+            else:
+                post(body, Event("Warning", "RunNowRefused", "the spec is invalid: see Ready"))
+            remove.append(names.RUN_NOW)
+        return FlowResult(dump(status, FLOW_FIELDS), remove)
+
+
+def _run_slot(
+    body: Body, flow: DataFlow, status: DataFlowStatus, slot: datetime, missed: int, at: datetime
+) -> DataFlowStatus:
+    name = names.scheduled_run_name(flow.metadata.name, slot)
+    _start(body, flow, name, slot, at)
+    status, events = flows.after_slot(status, flow, slot, missed, at)
+    for event in events:
+        post(body, event)
+    return status
+
+
+def _run_now(body: Body, flow: DataFlow, request: str, at: datetime) -> None:
+    _start(body, flow, names.manual_run_name(flow.metadata.name, request), None, at)
+
+
+def _start(body: Body, flow: DataFlow, name: str, slot: datetime | None, at: datetime) -> None:
+    """Create the run `name` unless it exists, honouring the concurrency policy."""
+    namespace = flow.metadata.namespace
+    existing = kube.list_runs(namespace, flow.metadata.name)
+    if any(r["metadata"]["name"] == name for r in existing):
+        return  # handled before a restart
+    active = [r["metadata"]["name"] for r in existing if runs.is_active(r)]
+    plan = flows.plan_trigger(flow, active, slot=slot, now=at)
+    for event in plan.events:
+        post(body, event)
+    if plan.action == "skip":
+        return
+    for victim in plan.cancel:
+        cancel_run(namespace, victim, f"replaced by run {name} (concurrencyPolicy: Replace)", at)
+    trigger: runs.Trigger = "schedule" if slot else "manual"
+    if kube.create_object(names.RUN_PLURAL, runs.build_run(body, name, trigger, slot)):
+        what = f"slot {slot:%Y-%m-%dT%H:%M:%SZ}" if slot else "run-now request"
+        post(body, Event("Normal", "RunCreated", f"created run {name} for {what}"))
+
+
+# --- DataFlowRun ----------------------------------------------------------------------------------
+
+
+def launch_run(body: Body, config: OperatorConfig, at: datetime) -> None:
+    """Create the run's Job (or fail the run when its flow is missing or invalid)."""
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    status = DataFlowRunStatus.model_validate(body.get("status") or {})
+    if status.phase in FINAL_PHASES or status.job_name:
+        follow_run(namespace, name, at)
+        return
+    flow_name = body["spec"]["dataFlowRef"]["name"]
+    flow_body = kube.get_object(names.FLOW_PLURAL, namespace, flow_name)
+    if flow_body is None:
+        message = f"DataFlow {flow_name} not found in namespace {namespace}"
+        _write_run(namespace, name, lambda s: runs.fail(s, "FlowNotFound", message, at))
+        return
+    try:
+        flow = load_dataflow(_manifest(flow_body))
+    except SpecError as exc:
+        message = f"DataFlow {flow_name} is invalid: {exc}"
+        _write_run(namespace, name, lambda s: runs.fail(s, "InvalidSpec", message, at))
+        return
+    _adopt(body, flow_body)
+    job = build_job(body, flow_body, flow, config.default_image)
+    if kube.create_job(job):
+        post(body, Event("Normal", "JobCreated", f"created Job {job['metadata']['name']}"))
+    job_name = job["metadata"]["name"]
+    _write_run(
+        namespace,
+        name,
+        lambda s: (
+            s if s.job_name else s.model_copy(update={"phase": "Pending", "job_name": job_name})
+        ),
+    )
+
+
+def _adopt(run: Body, flow_body: Body) -> None:
+    """A run created by hand gets its flow's label and owner, so listing and deletion work."""
+    meta = run["metadata"]
+    flow_name = flow_body["metadata"]["name"]
+    patch: Body = {}
+    if (meta.get("labels") or {}).get(names.LABEL_FLOW) != flow_name:
+        patch["labels"] = {names.LABEL_FLOW: flow_name}
+    if not meta.get("ownerReferences"):
+        patch["ownerReferences"] = [owner_reference(flow_body)]
+    if patch:
+        kube.patch_object(names.RUN_PLURAL, meta["namespace"], meta["name"], {"metadata": patch})
+
+
+def follow_run(namespace: str, name: str, at: datetime) -> None:
+    """Bring the run's status up to date with its Job and pods."""
+    run = kube.get_object(names.RUN_PLURAL, namespace, name)
+    if run is None or not runs.is_active(run):
+        return
+    job_name = (run.get("status") or {}).get("jobName") or names.job_name(name)
+    job = kube.get_job(namespace, job_name)
+    pods = kube.list_run_pods(namespace, name) if job is not None else []
+    _write_run(namespace, name, lambda s: runs.observe(s, job, pods, at))
+
+
+def cancel_run(namespace: str, name: str, message: str, at: datetime) -> None:
+    """Mark a run Cancelled, then delete its Job (which stops its pod)."""
+    _write_run(namespace, name, lambda s: runs.cancel(s, message, at))
+    kube.delete_job(namespace, names.job_name(name))
+
+
+def _write_run(
+    namespace: str, name: str, compute: Callable[[DataFlowRunStatus], DataFlowRunStatus]
+) -> None:
+    """Apply `compute` to the run's stored status, conditionally on its resourceVersion, and act
+    on a phase change (events, the flow's status, history pruning) exactly once."""
+    with _locks.hold("run", namespace, name):
+        for _ in range(CONFLICT_RETRIES):
+            run = kube.get_object(names.RUN_PLURAL, namespace, name)
+            if run is None:
+                return
+            old = DataFlowRunStatus.model_validate(run.get("status") or {})
+            new = compute(old)
+            if new == old:
+                return
+            patch = {"metadata": {"resourceVersion": run["metadata"]["resourceVersion"]}}
+            try:
+                kube.patch_object(
+                    names.RUN_PLURAL, namespace, name, {**patch, "status": dump(new)}, status=True
+                )
+            except ApiException as exc:
+                if exc.status == kube.CONFLICT:
+                    continue
+                raise
+            if new.phase != old.phase:
+                _phase_changed(run, new)
+            return
+        raise kopf.TemporaryError(f"run {namespace}/{name} kept changing; retrying", delay=5)
+
+
+def _phase_changed(run: Body, status: DataFlowRunStatus) -> None:
+    name = run["metadata"]["name"]
+    phase = status.phase or "Pending"
+    final = phase in FINAL_PHASES
+    message = f"run {name} {phase.lower()}" + (f": {status.message}" if status.message else "")
+    event = Event("Warning" if phase == "Failed" else "Normal", phase, message)
+    if final or phase == "Running":
+        post(run, event)
+    flow_body = settle_flow(run, status)
+    if flow_body is not None and final:
+        post(flow_body, event)
+        prune(flow_body)
+
+
+def settle_flow(run: Body, status: DataFlowRunStatus) -> Body | None:
+    """Record a run's phase in its flow's status; returns the flow (None if it is gone)."""
+    namespace = run["metadata"]["namespace"]
+    flow_name = run["spec"]["dataFlowRef"]["name"]
+    with _locks.hold("flow-runs", namespace, flow_name):
+        for _ in range(CONFLICT_RETRIES):
+            flow_body = kube.get_object(names.FLOW_PLURAL, namespace, flow_name)
+            if flow_body is None:
+                return None
+            old = DataFlowStatus.model_validate(flow_body.get("status") or {})
+            new = flows.after_run(old, run, status)
+            if new == old:
+                return flow_body
+            patch = {
+                "metadata": {"resourceVersion": flow_body["metadata"]["resourceVersion"]},
+                "status": dump(new, RUN_FIELDS),
+            }
+            try:
+                kube.patch_object(names.FLOW_PLURAL, namespace, flow_name, patch, status=True)
+            except ApiException as exc:
+                if exc.status == kube.CONFLICT:
+                    continue
+                raise
+            return flow_body
+        raise kopf.TemporaryError(f"flow {namespace}/{flow_name} kept changing; retrying", delay=5)
+
+
+def prune(flow_body: Body) -> None:
+    """Delete finished runs beyond the flow's history limits (their Jobs and pods follow)."""
+    meta, spec = flow_body["metadata"], flow_body["spec"]
+    doomed = runs.runs_to_prune(
+        kube.list_runs(meta["namespace"], meta["name"]),
+        spec.get("successfulRunsHistoryLimit", 3),
+        spec.get("failedRunsHistoryLimit", 3),
+    )
+    for name in doomed:
+        kube.delete_object(names.RUN_PLURAL, meta["namespace"], name)
+    if doomed:
+        log.info("%s/%s pruned runs %s", meta["namespace"], meta["name"], ", ".join(doomed))
+
+
+def resume_run(body: Body, config: OperatorConfig, at: datetime) -> None:
+    """After an operator restart: launch or follow an active run; for a finished one, redo the
+    idempotent follow-ups (flow status, pruning) in case the restart cut them off."""
+    if runs.is_active(body):
+        launch_run(body, config, at)
+        return
+    status = DataFlowRunStatus.model_validate(body.get("status") or {})
+    flow_body = settle_flow(body, status)
+    if flow_body is not None:
+        prune(flow_body)

@@ -1,0 +1,23 @@
+"""DataFlow handlers: validate, set conditions, and act on the heartbeat's trigger and run-now."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from adf_core.spec import API_GROUP, API_VERSION
+from adf_operator import actions, names
+from adf_operator.handlers.startup import BACKOFF, RETRIES, api_errors
+
+
+@kopf.on.resume(API_GROUP, API_VERSION, names.FLOW_PLURAL, retries=RETRIES, backoff=BACKOFF)
+@kopf.on.create(API_GROUP, API_VERSION, names.FLOW_PLURAL, retries=RETRIES, backoff=BACKOFF)
+@kopf.on.update(API_GROUP, API_VERSION, names.FLOW_PLURAL, retries=RETRIES, backoff=BACKOFF)
+def dataflow_reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    """Level-based: the same function for create, update (spec or annotations) and restart."""
+    with api_errors():
+        result = actions.reconcile_flow(dict(body), actions.now())
+    patch.status.update(result.status)
+    for key in result.remove_annotations:
+        patch.metadata.annotations[key] = None

@@ -1,0 +1,55 @@
+"""DataFlowRun handlers: launch the Job, then follow the Job and its pods to the end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from adf_core.spec import API_GROUP, API_VERSION
+from adf_operator import actions, names, runs
+from adf_operator.config import OperatorConfig
+from adf_operator.handlers.startup import BACKOFF, RETRIES, api_errors
+
+FOLLOW_INTERVAL = OperatorConfig.from_env().follow_interval
+
+
+@kopf.on.create(API_GROUP, API_VERSION, names.RUN_PLURAL, retries=RETRIES, backoff=BACKOFF)
+def dataflowrun_create(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    with api_errors():
+        actions.launch_run(dict(body), memo.config, actions.now())
+
+
+@kopf.on.resume(API_GROUP, API_VERSION, names.RUN_PLURAL, retries=RETRIES, backoff=BACKOFF)
+def dataflowrun_resume(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    with api_errors():
+        actions.resume_run(dict(body), memo.config, actions.now())
+
+
+def _active(body: kopf.Body, **_: Any) -> bool:
+    return runs.is_active(body)
+
+
+@kopf.timer(
+    API_GROUP,
+    API_VERSION,
+    names.RUN_PLURAL,
+    interval=FOLLOW_INTERVAL,
+    initial_delay=FOLLOW_INTERVAL,
+    when=_active,
+)
+def dataflowrun_follow(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """The safety net: a run whose Job vanished, or whose launch never happened, is resolved
+    within one interval even if no Job or pod event arrives."""
+    with api_errors():
+        actions.launch_run(dict(body), memo.config, actions.now())
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={names.LABEL_RUN: kopf.PRESENT})
+def job_event(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
+    actions.follow_run(str(namespace), labels[names.LABEL_RUN], actions.now())
+
+
+@kopf.on.event("v1", "pods", labels={names.LABEL_RUN: kopf.PRESENT})
+def pod_event(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
+    actions.follow_run(str(namespace), labels[names.LABEL_RUN], actions.now())

@@ -1,0 +1,52 @@
+"""Operator start-up: kopf settings for a restart-safe operator, and the API client."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+
+from adf_operator import kube, names
+from adf_operator.config import OperatorConfig
+
+PREFIX = "kopf.activedataflow.io"
+RETRIES = 5  # bounded: kopf would retry a failing handler forever (dask-kubernetes#810)
+BACKOFF = 10.0
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """kopf's bookkeeping in annotations (the strict status schemas would prune it), bounded
+    watches (kopf#698, #734: streams can go quiet), no peering (one replica, Recreate rollout)."""
+    config = OperatorConfig.from_env()
+    memo.config = config
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    settings.watching.server_timeout = config.watch_server_timeout
+    settings.watching.client_timeout = config.watch_server_timeout + 30
+    settings.watching.connect_timeout = 30
+    settings.networking.request_timeout = 60
+    # Only the Jobs and pods of runs, filtered by the API server.
+    settings.watching.label_selectors["batch", "v1", "jobs"] = names.LABEL_RUN
+    settings.watching.label_selectors["v1", "pods"] = names.LABEL_RUN
+    settings.posting.level = logging.WARNING  # our own events are explicit; no "handler succeeded"
+    settings.posting.reporting_component = names.MANAGER
+    settings.execution.max_workers = config.workers
+    settings.peering.standalone = True
+    kube.api()  # fail at start, not at the first handler, when there are no credentials
+
+
+@contextmanager
+def api_errors() -> Iterator[None]:
+    """An API failure is retried after a delay (bounded by the handler's `retries`)."""
+    try:
+        yield
+    except ApiException as exc:
+        message = f"Kubernetes API error {exc.status}: {exc.reason}"
+        raise kopf.TemporaryError(message, delay=BACKOFF) from exc

@@ -1,0 +1,148 @@
+"""The few Kubernetes API calls the operator and the CLI make, as plain dicts.
+
+A thin layer over the official client: objects come back as the API's JSON (camelCase dicts, the
+same shape kopf hands to handlers), a missing object is `None`, and creating an object that exists
+answers `False` instead of raising, because deterministic names make that the normal "already
+done" case.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any, cast
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from adf_core.spec import API_GROUP, API_VERSION
+from adf_operator import names
+
+Body = dict[str, Any]
+CONFLICT = 409
+NOT_FOUND = 404
+
+
+@cache
+def api() -> client.ApiClient:
+    """One client per process: in-cluster credentials, else the kubeconfig (KUBECONFIG)."""
+    config.load_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+def _json(response: Any) -> Body:
+    return dict(json.loads(response.data))
+
+
+def _missing_is_none(call: Any, *args: Any, **kwargs: Any) -> Body | None:
+    try:
+        return _json(call(*args, _preload_content=False, **kwargs))
+    except ApiException as exc:
+        if exc.status == NOT_FOUND:
+            return None
+        raise
+
+
+def _custom() -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api())
+
+
+def get_object(plural: str, namespace: str, name: str) -> Body | None:
+    """A DataFlow or DataFlowRun, or None."""
+    return _missing_is_none(
+        _custom().get_namespaced_custom_object, API_GROUP, API_VERSION, namespace, plural, name
+    )
+
+
+def list_runs(namespace: str, flow: str) -> list[Body]:
+    """The runs of one flow (by label), oldest first."""
+    listing = _json(
+        _custom().list_namespaced_custom_object(
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            names.RUN_PLURAL,
+            label_selector=f"{names.LABEL_FLOW}={flow}",
+            _preload_content=False,
+        )
+    )
+    items: list[Body] = listing.get("items", [])
+    return sorted(items, key=lambda r: (r["metadata"]["creationTimestamp"], r["metadata"]["name"]))
+
+
+def create_object(plural: str, body: Body) -> bool:
+    """Create a custom object; False when one of that name exists already."""
+    try:
+        _custom().create_namespaced_custom_object(
+            API_GROUP, API_VERSION, body["metadata"]["namespace"], plural, body
+        )
+    except ApiException as exc:
+        if exc.status == CONFLICT:
+            return False
+        raise
+    return True
+
+
+def patch_object(
+    plural: str, namespace: str, name: str, patch: Body, *, status: bool = False
+) -> Body:
+    """JSON merge patch; a `metadata.resourceVersion` in it makes it conditional (409 if stale)."""
+    custom = _custom()
+    call = (
+        custom.patch_namespaced_custom_object_status
+        if status
+        else custom.patch_namespaced_custom_object
+    )
+    return _json(
+        call(API_GROUP, API_VERSION, namespace, plural, name, patch, _preload_content=False)
+    )
+
+
+def delete_object(plural: str, namespace: str, name: str) -> None:
+    """Delete a custom object and, in the background, everything it owns; gone is fine."""
+    try:
+        _custom().delete_namespaced_custom_object(
+            API_GROUP, API_VERSION, namespace, plural, name, propagation_policy="Background"
+        )
+    except ApiException as exc:
+        if exc.status != NOT_FOUND:
+            raise
+
+
+def get_job(namespace: str, name: str) -> Body | None:
+    return _missing_is_none(client.BatchV1Api(api()).read_namespaced_job, name, namespace)
+
+
+def create_job(body: Body) -> bool:
+    """Create a Job; False when it exists already."""
+    try:
+        client.BatchV1Api(api()).create_namespaced_job(
+            body["metadata"]["namespace"], cast(Any, body)
+        )
+    except ApiException as exc:
+        if exc.status == CONFLICT:
+            return False
+        raise
+    return True
+
+
+def delete_job(namespace: str, name: str) -> None:
+    """Delete a Job and its pods (running ones are terminated); gone is fine."""
+    try:
+        client.BatchV1Api(api()).delete_namespaced_job(
+            name, namespace, propagation_policy="Background"
+        )
+    except ApiException as exc:
+        if exc.status != NOT_FOUND:
+            raise
+
+
+def list_run_pods(namespace: str, run: str) -> list[Body]:
+    """The pods of a run's Job."""
+    listing = _json(
+        client.CoreV1Api(api()).list_namespaced_pod(
+            namespace, label_selector=f"{names.LABEL_RUN}={run}", _preload_content=False
+        )
+    )
+    items: list[Body] = listing.get("items", [])
+    return items
