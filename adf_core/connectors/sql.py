@@ -549,7 +549,8 @@ class SqliteWriter:
     def _run(
         self, conn: Connection, table: Table, sql: str, columns: Sequence[str], rows: list[Row]
     ) -> int:
-        procs = [table.c[c].type.bind_processor(conn.dialect) for c in columns]
+        dialect = conn.dialect
+        procs = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
         if any(procs):
             pairs = list(enumerate(procs))
             rows = [tuple(p(r[i]) if p else r[i] for i, p in pairs) for r in rows]
