@@ -117,7 +117,10 @@ RULES: dict[type[BaseModel], list[Rule]] = {
     ],
 }
 # Bounds that keep the CEL cost estimate of the rules above within the API server's budget.
-EXTRA: dict[tuple[type[BaseModel], str], Schema] = {(spec.ScheduleSpec, "cron"): {"maxLength": 128}}
+EXTRA: dict[tuple[type[BaseModel], str], Schema] = {
+    (spec.ScheduleSpec, "cron"): {"maxLength": 128},
+    (spec.DataFlowSpec, "transform"): {"maxItems": 100},
+}
 
 
 def structural_schema(model: type[BaseModel]) -> Schema:
@@ -173,7 +176,11 @@ def _convert(
     if extra is True:
         node["x-kubernetes-preserve-unknown-fields"] = True
     elif isinstance(extra, dict):
-        node["additionalProperties"] = _convert(extra, defs, classes, name)
+        values = _convert(extra, defs, classes, name)
+        if "type" in values:
+            node["additionalProperties"] = values
+        else:  # free-form values: CEL cannot type such a map, so the map itself is free-form
+            node["x-kubernetes-preserve-unknown-fields"] = True
     if "items" in node:
         node["items"] = _convert(node["items"], defs, classes, name)
     if "properties" in node:
