@@ -1,0 +1,122 @@
+"""DataFlows on the Kubernetes API, for the heartbeat.
+
+Uses the official ``kubernetes`` client (kubeconfig, in-cluster ServiceAccount, exec plugins and
+token refresh all handled there) with its blocking calls run in worker threads. A hand-made aiohttp
+client against the API would save the threads but re-implement that authentication; a ping makes
+one list call per page plus one small patch per due flow, which threads serve well (the urllib3
+pool is sized to the patch concurrency so no call waits for a connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, cast
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from adf_core.spec import API_GROUP, API_VERSION
+from adf_operator import names
+from adf_operator.heartbeat.due import ConflictError
+
+PAGE_SIZE = 500
+REQUEST_TIMEOUT = 30.0
+CHECK_TIMEOUT = 5.0
+
+
+class KubeFlowStore:
+    """The heartbeat's view of the DataFlows in some namespaces (all when none are given)."""
+
+    def __init__(self, api: client.CustomObjectsApi, namespaces: Sequence[str] = ()) -> None:
+        self._api = api
+        self._namespaces: list[str | None] = list(dict.fromkeys(namespaces)) or [None]
+
+    @classmethod
+    def connect(
+        cls, namespaces: Sequence[str] = (), kubeconfig: Path | None = None, pool_size: int = 16
+    ) -> KubeFlowStore:
+        """Load the kubeconfig ($KUBECONFIG, ~/.kube/config) or the in-cluster ServiceAccount."""
+        configuration = client.Configuration()
+        if kubeconfig is not None:
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                str(kubeconfig), client_configuration=configuration
+            )
+        else:
+            config.load_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        configuration.connection_pool_maxsize = pool_size
+        return cls(client.CustomObjectsApi(client.ApiClient(configuration)), namespaces)
+
+    async def list_flows(self) -> list[dict[str, Any]]:
+        flows: list[dict[str, Any]] = []
+        for namespace in self._namespaces:
+            token: str | None = None
+            while True:
+                page = await asyncio.to_thread(self._list, namespace, token, PAGE_SIZE)
+                flows.extend(page.get("items") or [])
+                token = (page.get("metadata") or {}).get("continue")
+                if not token:
+                    break
+        return flows
+
+    async def get_flow(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            flow = await asyncio.to_thread(
+                self._api.get_namespaced_custom_object,
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                names.FLOW_PLURAL,
+                name,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return cast(dict[str, Any], flow)
+
+    async def patch_annotations(
+        self, namespace: str, name: str, resource_version: str, annotations: dict[str, str]
+    ) -> bool:
+        body = {"metadata": {"resourceVersion": resource_version, "annotations": annotations}}
+        try:
+            await asyncio.to_thread(
+                self._api.patch_namespaced_custom_object,
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                names.FLOW_PLURAL,
+                name,
+                body,
+                _content_type="application/merge-patch+json",
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            if exc.status == 409:
+                raise ConflictError(f"{namespace}/{name} changed") from None
+            raise
+        return True
+
+    async def check(self) -> None:
+        """One tiny list: proves the API server answers, the CRD exists and RBAC allows it."""
+        await asyncio.to_thread(self._list, self._namespaces[0], None, 1, CHECK_TIMEOUT)
+
+    def _list(
+        self, namespace: str | None, token: str | None, limit: int, timeout: float = REQUEST_TIMEOUT
+    ) -> dict[str, Any]:
+        options: dict[str, Any] = {"limit": limit, "_request_timeout": timeout}
+        if token:
+            options["_continue"] = token
+        if namespace is None:
+            page = self._api.list_cluster_custom_object(
+                API_GROUP, API_VERSION, names.FLOW_PLURAL, **options
+            )
+        else:
+            page = self._api.list_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, names.FLOW_PLURAL, **options
+            )
+        return cast(dict[str, Any], page)
