@@ -28,7 +28,7 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"heartbeat": {"allowCidrs": ["10.0.0.0"]}}, "/heartbeat/allowCidrs/0"),
     ({"heartbeat": {"service": {"type": "ExternalName"}}}, "/heartbeat/service/type"),
     ({"pinger": {"schedule": "every minute"}}, "/pinger/schedule"),
-    ({"pinger": {"retries": 0}}, "/pinger/retries"),
+    ({"pinger": {"retries": -1}}, "/pinger/retries"),
     ({"pinger": {"url": "ftp://x"}}, "/pinger/url"),
     ({"serviceMonitor": {"interval": "often"}}, "/serviceMonitor/interval"),
     ({"heartbat": {"enabled": False}}, "additional properties 'heartbat'"),
