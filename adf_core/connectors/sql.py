@@ -31,6 +31,7 @@ from sqlalchemy import (
     DateTime,
     Double,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     Numeric,
@@ -379,6 +380,10 @@ class SqlSource(Source[SqlSourceSpec]):
                 yield Batch(self._names, rows, source, watermark, self.key_columns)
         except _dbapi_errors(self._engine) as exc:
             raise translate(exc, self._engine, "reading the source failed") from None
+        except (TypeError, ValueError, ArithmeticError) as exc:  # a value unlike its column type
+            raise DataError(
+                f"reading the source failed: a value does not fit its column: {exc}"
+            ) from None
 
     def _stream(self, stmt: Any) -> Iterator[list[Row]]:
         assert self._conn is not None and self._engine is not None
@@ -671,7 +676,7 @@ def dead_letter_table(name: str, metadata: MetaData) -> Table:
     return Table(
         table,
         metadata,
-        Column("id", BigInteger().with_variant(Numeric(), "sqlite"), primary_key=True),
+        Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
         Column("flow", String(512), nullable=False),
         Column("row", Text, nullable=False),
         Column("error", Text, nullable=False),
@@ -911,26 +916,33 @@ class SqlSink(Sink[SqlSinkSpec]):
         failures: list[RowFailure] = []
         result = WriteResult()
         errors = _dbapi_errors(self._engine)
-        with self._conn.begin():
-            for index, row in enumerate(batch.rows):
-                single = Batch(batch.columns, [row], batch.source, None, batch.key_columns)
-                try:
-                    with self._conn.begin_nested():
-                        one = (
-                            self._write_rows(table, single) if table is not None else WriteResult()
-                        )
-                    result.written += one.written
-                    result.skipped += one.skipped
-                except errors as exc:
-                    data = dict(zip(batch.columns, row, strict=True))
-                    key = row_key(data, batch.key_columns, index)
-                    failures.append(RowFailure(data, key, f"row {key}: {_reason(exc)}"))
-            if dead_letters is not None:
-                dead_letters.failures.extend(failures)
-                if dead_letters.failures:
-                    self._dead_letters(dead_letters)
-            if checkpoint is not None:
-                self._save_state(checkpoint)
+        try:
+            with self._conn.begin():
+                for index, row in enumerate(batch.rows):
+                    single = Batch(batch.columns, [row], batch.source, None, batch.key_columns)
+                    try:
+                        with self._conn.begin_nested():
+                            one = (
+                                self._write_rows(table, single)
+                                if table is not None
+                                else WriteResult()
+                            )
+                        result.written += one.written
+                        result.skipped += one.skipped
+                    except errors as exc:
+                        data = dict(zip(batch.columns, row, strict=True))
+                        key = row_key(data, batch.key_columns, index)
+                        failures.append(RowFailure(data, key, f"row {key}: {_reason(exc)}"))
+                if dead_letters is not None:
+                    dead_letters.failures.extend(failures)
+                    if dead_letters.failures:
+                        self._dead_letters(dead_letters)
+                if checkpoint is not None:
+                    self._save_state(checkpoint)
+        except errors as exc:
+            raise translate(
+                exc, self._engine, f"writing to table {self.spec.table!r} failed"
+            ) from None
         return result, failures
 
     def _write_rows(self, table: Table, batch: Batch) -> WriteResult:
