@@ -146,3 +146,13 @@ def list_run_pods(namespace: str, run: str) -> list[Body]:
     )
     items: list[Body] = listing.get("items", [])
     return items
+
+
+def current_namespace() -> str:
+    """The namespace of the kubeconfig's current context (in a pod: the pod's), else default."""
+    try:
+        _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        return "default"
+    namespace: str = (context or {}).get("context", {}).get("namespace") or "default"
+    return namespace
