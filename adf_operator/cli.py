@@ -59,7 +59,7 @@ def _api_errors() -> Iterator[None]:
     except ApiException as exc:
         detail = exc.reason
         with suppress(TypeError, ValueError, KeyError):
-            detail = json.loads(exc.body)["message"]
+            detail = json.loads(exc.body or "")["message"]
         typer.echo(f"adf: Kubernetes API error {exc.status}: {detail}", err=True)
         raise typer.Exit(1) from None
     except (ConfigException, HTTPError) as exc:
