@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -121,7 +122,7 @@ class Batch:
 
     def dicts(self) -> list[dict[str, Any]]:
         cols = self.columns
-        return [dict(zip(cols, row, strict=True)) for row in self.rows]
+        return [dict(zip(cols, row)) for row in self.rows]  # noqa: B905 - rows match columns
 
     def messages(self) -> Iterator[Untyped]:
         """Per-message view, for code that wants one object per row: Typed once validated."""
@@ -145,24 +146,29 @@ class Batch:
         if columns is None:
             columns = _union_columns(records)
         cols = tuple(columns)
-        uniform = all(len(r) == len(cols) for r in records) and all(
-            r.keys() == records[0].keys() for r in records
-        )
-        if uniform and records and tuple(records[0]) == cols:
-            rows: list[Row] = [tuple(r.values()) for r in records]
+        rows: list[Row]
+        if len(cols) == 1:
+            (only,) = cols
+            rows = [(r.get(only),) for r in records]
         else:
-            rows = [tuple(r.get(c) for c in cols) for r in records]
+            try:  # the common case: every record has exactly these keys (C-speed)
+                if sum(map(len, records)) != len(cols) * len(records):
+                    raise KeyError
+                rows = list(map(itemgetter(*cols), records))
+            except KeyError:
+                rows = [tuple(r.get(c) for c in cols) for r in records]
         return cls(cols, rows, like.source, like.watermark, like.key_columns, like.schema)
 
 
 def _union_columns(records: list[dict[str, Any]]) -> list[str]:
     if not records:
         return []
-    seen = dict.fromkeys(records[0])
     first = records[0].keys()
+    if all(r.keys() == first for r in records):
+        return list(first)
+    seen: dict[str, None] = {}
     for record in records:
-        if record.keys() != first:
-            seen.update(dict.fromkeys(record))
+        seen.update(dict.fromkeys(record))
     return list(seen)
 
 

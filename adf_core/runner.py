@@ -10,8 +10,11 @@ passwords are scrubbed from every message.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,7 @@ from adf_core import transforms
 from adf_core.connectors import create_sink, create_source
 from adf_core.connectors.base import Checkpoint, DeadLetters, ReadRequest, Window
 from adf_core.errors import AdfError, ConnectionFailure, DataError, ExitCode
-from adf_core.messages import RowFailure, TypedSchema
+from adf_core.messages import Batch, RowFailure, TypedSchema
 from adf_core.spec import DataFlow, ValueSource
 from adf_core.summary import Summary
 
@@ -82,6 +85,53 @@ def _schema(flow: DataFlow, columns: tuple[str, ...]) -> TypedSchema | None:
                 f"{col.name!r} (columns: {', '.join(columns)})"
             )
     return TypedSchema(schema)
+
+
+_END = object()
+
+
+def prefetch(batches: Iterator[Batch], depth: int = 2) -> Generator[Batch, None, None]:
+    """Read the next batches in a thread while the current one is transformed and written.
+
+    Reading and writing wait on two different databases; overlapping them is most of the
+    difference to a ``COPY … | COPY …`` pipe. The reader stops (and is joined) when the consumer
+    closes this generator, before the source connection is closed.
+    """
+    handoff: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+            put(_END)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(exc)
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()  # ends the source's read transaction in the thread that ran it
+
+    reader = threading.Thread(target=produce, name="adf-source", daemon=True)
+    reader.start()
+    try:
+        while (item := handoff.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        reader.join()
 
 
 def _too_many(failures: list[RowFailure]) -> DataError:
@@ -144,39 +194,40 @@ def _loop(
             base_dir=base_dir,
         )
         request = ReadRequest(after, window, steps.projection, spec.max_rows_per_run or None)
-        for batch in source.read(request):
-            summary.rows_read += len(batch)
-            failures: list[RowFailure] = []
-            out = batch
-            if validator is not None or steps.needs_rows:
-                records = batch.dicts()
-                origin = list(range(len(records)))
-                if validator is not None:
-                    records, origin, failures = validator.validate(records, batch.key_columns)
-                    batch.schema = validator.schema
-                out, more = transforms.apply(steps, batch, records, origin)
-                failures += more
-            if failures and policy == "fail":
-                raise _too_many(failures)
-            checkpoint = Checkpoint(flow_key, batch.watermark) if incremental else None
-            dead = (
-                DeadLetters(spec.dead_letter_table, flow_key, list(failures), started)
-                if policy == "deadLetter"
-                else None
-            )
-            try:
-                result = sink.write(out, checkpoint, dead)
-            except DataError:
-                if policy == "fail":
-                    raise
-                result, refused = sink.write_isolated(out, checkpoint, dead)
-                failures += refused
-            summary.rows_written += result.written
-            summary.rows_skipped += result.skipped
-            summary.rows_failed += len(failures)
-            if batch.watermark is not None:
-                last = batch.watermark
-                summary.cursor_end = last.cursor
-            if progress is not None:
-                progress(summary.rows_read)
+        with closing(prefetch(source.read(request))) as batches:
+            for batch in batches:
+                summary.rows_read += len(batch)
+                failures: list[RowFailure] = []
+                out = batch
+                if validator is not None or steps.needs_rows:
+                    records = batch.dicts()
+                    origin = list(range(len(records)))
+                    if validator is not None:
+                        records, origin, failures = validator.validate(records, batch.key_columns)
+                        batch.schema = validator.schema
+                    out, more = transforms.apply(steps, batch, records, origin)
+                    failures += more
+                if failures and policy == "fail":
+                    raise _too_many(failures)
+                checkpoint = Checkpoint(flow_key, batch.watermark) if incremental else None
+                dead = (
+                    DeadLetters(spec.dead_letter_table, flow_key, list(failures), started)
+                    if policy == "deadLetter"
+                    else None
+                )
+                try:
+                    result = sink.write(out, checkpoint, dead)
+                except DataError:
+                    if policy == "fail":
+                        raise
+                    result, refused = sink.write_isolated(out, checkpoint, dead)
+                    failures += refused
+                summary.rows_written += result.written
+                summary.rows_skipped += result.skipped
+                summary.rows_failed += len(failures)
+                if batch.watermark is not None:
+                    last = batch.watermark
+                    summary.cursor_end = last.cursor
+                if progress is not None:
+                    progress(summary.rows_read)
         sink.finish(Checkpoint(flow_key, last) if incremental else None)

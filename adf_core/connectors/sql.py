@@ -113,8 +113,10 @@ def connect(url: URL, role: str) -> tuple[Engine, Connection]:
             and not os.path.exists(path)
         ):
             raise ConnectionFailure(f"the {role} database {masked(url)} does not exist")
+    # The runner reads in a thread of its own; SQLite connections may cross threads (one at a time).
+    args = {"check_same_thread": False} if url.get_backend_name() == "sqlite" else {}
     try:
-        engine = create_engine(url, poolclass=NullPool)
+        engine = create_engine(url, poolclass=NullPool, connect_args=args)
     except (NoSuchModuleError, ArgumentError, ImportError) as exc:
         raise SpecError(
             f"spec.{role}.sql.url: unsupported database URL {masked(url)}: {exc}"
