@@ -10,6 +10,7 @@ pool is sized to the patch concurrency so no call waits for a connection).
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -37,14 +38,16 @@ class KubeFlowStore:
     def connect(
         cls, namespaces: Sequence[str] = (), kubeconfig: Path | None = None, pool_size: int = 16
     ) -> KubeFlowStore:
-        """Load the kubeconfig ($KUBECONFIG, ~/.kube/config) or the in-cluster ServiceAccount."""
+        """In a pod its ServiceAccount, else the kubeconfig (``kubeconfig``, $KUBECONFIG or
+        ~/.kube/config) — $KUBECONFIG read now: the client's own default is fixed at import."""
         configuration = client.Configuration()
-        if kubeconfig is not None:
-            config.load_kube_config(  # type: ignore[no-untyped-call]
-                str(kubeconfig), client_configuration=configuration
-            )
+        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         else:
-            config.load_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            path = str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG")
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=path, client_configuration=configuration
+            )
         configuration.connection_pool_maxsize = pool_size
         return cls(client.CustomObjectsApi(client.ApiClient(configuration)), namespaces)
 
