@@ -29,7 +29,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PREFIX = "/dashboard"
 REFRESH_SECONDS = 15
 STATIC = Path(__file__).parent / "static"
-SESSION = "adf_session"
+SESSION = web.RequestKey("session", Session)
 ACTIONS = ("run", "suspend", "resume", "purge")
 _SAFE_NEXT = re.compile(r"^/dashboard/[A-Za-z0-9/_.?=&%-]*$")
 _HEADERS = {
@@ -80,8 +80,7 @@ def create_pages(cluster: Cluster, guard: Guard) -> web.Application:
 
 
 def _session(request: web.Request) -> Session:
-    session: Session = request[SESSION]
-    return session
+    return request[SESSION]
 
 
 def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
