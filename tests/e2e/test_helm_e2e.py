@@ -1,0 +1,307 @@
+"""The whole stack as a user meets it: `helm install`, DataFlows applied with kubectl, the
+heartbeat pinged the way the chart's CronJob pings it, rows in the sink, `helm upgrade`,
+`helm uninstall`.
+
+Everything is real: the chart's operator, heartbeat and run pods run as local processes under the
+dev control plane's pod runner (with the chart's ServiceAccounts, so its RBAC is what lets them
+work), the databases are a real PostgreSQL server and SQLite files.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devcluster.controlplane import binary_paths
+from devcluster.pytest_plugin import Kubectl
+from tests.support import products
+from tests.support.postgres import PostgresServer
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "active-data-flow"
+ADF = Path(sys.executable).with_name("adf")
+RELEASE = "e2e"
+PREFIX = f"{RELEASE}-active-data-flow"
+HEARTBEAT_PORT = 8080
+SQLITE_ROWS = 40
+PG_ROWS = 500
+
+WaitFor = Callable[..., Any]
+
+
+def helm(*args: str) -> str:
+    proc = subprocess.run(
+        [str(binary_paths()["helm"]), *args], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, f"helm {' '.join(args)} failed:\n{proc.stderr}"
+    return proc.stdout
+
+
+def table(kubectl: Kubectl, *args: str) -> list[dict[str, str]]:
+    """`kubectl get` as a person reads it: one dict per row, keyed by the column headers."""
+    lines = kubectl.run("get", *args).splitlines()
+    header = lines[0]
+    starts = [m.start() for m in re.finditer(r"(?:^|(?<=\s\s))\S", header)]
+    bounds = list(zip(starts, [*starts[1:], None], strict=True))
+    names = [header[a:b].strip() for a, b in bounds]
+    return [
+        {n: line[a:b].strip() for n, (a, b) in zip(names, bounds, strict=True)}
+        for line in lines[1:]
+    ]
+
+
+def dataflow(name: str, namespace: str, secret: str) -> dict[str, Any]:
+    """A DataFlow that copies a products table every minute, URLs from a Secret."""
+    return {
+        "apiVersion": "activedataflow.io/v1alpha1",
+        "kind": "DataFlow",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "source": {"sql": {"url": {"secretKeyRef": {"name": secret, "key": "source"}},
+                               "table": "products", "batchSize": 100}},
+            "transform": [{"rename": {"name": "title"}}],
+            "sink": {"sql": {"url": {"secretKeyRef": {"name": secret, "key": "sink"}},
+                             "table": "exports", "mode": "upsert", "keys": ["id"]}},
+            "schedule": {"every": "1m"},
+        },
+    }  # fmt: skip
+
+
+def secret(name: str, namespace: str, data: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "stringData": data,
+    }
+
+
+def runs_of(kubectl: Kubectl, namespace: str, flow: str) -> list[dict[str, Any]]:
+    items = kubectl.get("dataflowruns", "-n", namespace)["items"]
+    return [r for r in items if r["spec"]["dataFlowRef"]["name"] == flow]
+
+
+def succeeded_runs(kubectl: Kubectl, namespace: str, flow: str) -> list[dict[str, Any]]:
+    runs = runs_of(kubectl, namespace, flow)
+    failed = [r for r in runs if r.get("status", {}).get("phase") == "Failed"]
+    assert not failed, f"run failed: {failed[0]['status']}"
+    return [r for r in runs if r.get("status", {}).get("phase") == "Succeeded"]
+
+
+def wait_for_slot(kubectl: Kubectl, namespace: str, flows: list[str], wait_for: WaitFor) -> None:
+    """Wait until the next schedule slot the operator announced (status.nextRunTime) has come."""
+
+    def next_runs() -> list[datetime] | None:
+        times = [
+            kubectl.get("dataflow", name, "-n", namespace).get("status", {}).get("nextRunTime")
+            for name in flows
+        ]
+        return None if not all(times) else [datetime.fromisoformat(t) for t in times]
+
+    slot = max(wait_for(next_runs, timeout=60, what="status.nextRunTime of the flows"))
+    wait_for(lambda: datetime.now(UTC) > slot, timeout=70, what=f"the slot {slot}")
+
+
+def ping(url: str, token_file: Path) -> dict[str, Any]:
+    """Exactly what the chart's CronJob runs."""
+    proc = subprocess.run(
+        [str(ADF), "heartbeat", "ping", f"--url={url}", f"--token-file={token_file}",
+         "--retries=3", "--timeout=10"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    reply: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return reply
+
+
+def token_of(kubectl: Kubectl, namespace: str) -> str:
+    data = kubectl.get("secret", f"{PREFIX}-heartbeat-token", "-n", namespace)["data"]
+    return base64.b64decode(data["token"]).decode()
+
+
+def pods(kubectl: Kubectl, namespace: str, selector: str = "") -> list[dict[str, Any]]:
+    args = ["-l", selector] if selector else []
+    items: list[dict[str, Any]] = kubectl.get("pods", "-n", namespace, *args)["items"]
+    return items
+
+
+def uids(kubectl: Kubectl, namespace: str, selector: str) -> set[str]:
+    return {p["metadata"]["uid"] for p in pods(kubectl, namespace, selector)}
+
+
+def release_objects(kubectl: Kubectl, kind: str, namespace: str | None = None) -> list[Any]:
+    """Objects of `kind` that carry the release's instance label."""
+    where = ["-n", namespace] if namespace else []
+    selector = f"app.kubernetes.io/instance={RELEASE}"
+    items: list[Any] = kubectl.get(kind, *where, "-l", selector)["items"]
+    return items
+
+
+def heartbeat_url(kubectl: Kubectl, namespace: str, wait_for: WaitFor) -> str:
+    """The heartbeat pod's own address (there is no cluster DNS), once it answers /readyz."""
+    selector = "app.kubernetes.io/component=heartbeat"
+
+    def address() -> str | None:
+        running = [
+            p for p in pods(kubectl, namespace, selector) if p["status"].get("phase") == "Running"
+        ]  # fmt: skip
+        return running[0]["status"].get("podIP") if len(running) == 1 else None
+
+    base = f"http://{wait_for(address, timeout=60, what='the heartbeat pod')}:{HEARTBEAT_PORT}"
+
+    def ready() -> bool:
+        with urllib.request.urlopen(f"{base}/readyz", timeout=5) as resp:
+            return bool(resp.status == 200)
+
+    wait_for(ready, timeout=60, what="the heartbeat's /readyz")
+    return f"{base}/heartbeat"
+
+
+@pytest.fixture
+def release_namespace(kubectl: Kubectl, namespace: str) -> Iterator[str]:
+    name = f"{namespace}-adf"[:63]
+    kubectl.run("create", "namespace", name)
+    yield name
+    helm("uninstall", RELEASE, "-n", name, "--ignore-not-found")
+    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def sqlite_files(data_dir: Path) -> tuple[Path, Path]:
+    source, sink = data_dir / "shop.db", data_dir / "warehouse.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT, price REAL)")
+        conn.executemany(
+            "INSERT INTO products VALUES (?, ?, ?)",
+            [(i, f"Product {i}", i * 1.5) for i in range(1, SQLITE_ROWS + 1)],
+        )
+    return source, sink
+
+
+@pytest.mark.e2e
+@pytest.mark.postgres
+def test_helm_install_run_upgrade_uninstall(
+    kubectl: Kubectl,
+    namespace: str,
+    release_namespace: str,
+    postgres: PostgresServer,
+    new_database: Callable[[str], str],
+    sqlite_files: tuple[Path, Path],
+    tmp_path: Path,
+    wait_for: WaitFor,
+) -> None:
+    # Install: only the flows' namespace is watched, so other tests' flows are left alone.
+    helm(
+        "install", RELEASE, str(CHART), "-n", release_namespace, "--wait", "--timeout=120s",
+        "--set", "watch.scope=namespaces", "--set", f"watch.namespaces={{{namespace}}}",
+        "--set", "heartbeat.bindAddress=$(POD_IP)",
+        "--set", "operator.health.bindAddress=$(POD_IP)",
+        "--set", "pinger.enabled=false",  # enabled by the upgrade, once the pod address is known
+    )  # fmt: skip
+    url = heartbeat_url(kubectl, release_namespace, wait_for)
+    token = token_of(kubectl, release_namespace)
+    assert len(token) == 48
+
+    # A PostgreSQL flow and a SQLite flow, their URLs in Secrets the operator never reads.
+    pg_source, pg_sink = new_database("e2e_src"), new_database("e2e_sink")
+    with postgres.connect(pg_source.rsplit("/", 1)[1]) as conn:
+        products.create_products(conn, PG_ROWS)
+    sqlite_source, sqlite_sink = sqlite_files
+    kubectl.apply(secret("pg-db", namespace, {"source": pg_source, "sink": pg_sink}))
+    kubectl.apply(secret("sqlite-db", namespace, {
+        "source": f"sqlite:///{sqlite_source}", "sink": f"sqlite:///{sqlite_sink}",
+    }))  # fmt: skip
+    kubectl.apply(dataflow("pg-sync", namespace, "pg-db"))
+    kubectl.apply(dataflow("sqlite-sync", namespace, "sqlite-db"))
+    flows = ["pg-sync", "sqlite-sync"]
+
+    token_file = tmp_path / "token"
+    token_file.write_text(token)
+    wait_for_slot(kubectl, namespace, flows, wait_for)
+    reply = ping(url, token_file)
+    assert reply["flowsTriggered"] == 2, reply
+
+    for flow in flows:
+        wait_for(lambda f=flow: succeeded_runs(kubectl, namespace, f), timeout=120,
+                 what=f"{flow}'s run")  # fmt: skip
+    with postgres.connect(pg_sink.rsplit("/", 1)[1]) as conn:
+        counts = conn.execute("SELECT count(*), count(title) FROM exports").fetchone()
+        assert counts == (PG_ROWS, PG_ROWS)
+    with sqlite3.connect(sqlite_sink) as conn:
+        assert conn.execute("SELECT count(*), max(title) FROM exports").fetchone() == (
+            SQLITE_ROWS, "Product 9",
+        )  # fmt: skip
+
+    shown = {row["NAME"]: row for row in table(kubectl, "dataflows", "-n", namespace)}
+    for flow in flows:
+        assert shown[flow]["SCHEDULE"] and shown[flow]["SUSPEND"] == "false"
+        assert shown[flow]["LAST STATUS"] == "Succeeded"
+        assert shown[flow]["LAST RUN"] not in ("", "<none>")
+        assert shown[flow]["NEXT RUN"] not in ("", "<none>", "<invalid>")
+    run_rows = table(kubectl, "dataflowruns", "-n", namespace)
+    assert sorted(r["FLOW"] for r in run_rows) == flows
+    for row in run_rows:
+        assert row["PHASE"] == "Succeeded"
+        assert row["ROWS"] == str(PG_ROWS if row["FLOW"] == "pg-sync" else SQLITE_ROWS)
+        assert row["STARTED"] not in ("", "<none>") and row["DURATION"] not in ("", "<none>")
+
+    # Upgrade with changed values: the operator restarts (Recreate), the CronJob starts pinging
+    # the heartbeat pod; the token stays, and the next slot runs without any ping from the test.
+    with postgres.connect(pg_source.rsplit("/", 1)[1]) as conn:
+        products.add_products(conn, PG_ROWS + 1, PG_ROWS + 10)
+    operator_before = uids(kubectl, release_namespace, "app.kubernetes.io/component=operator")
+    helm(
+        "upgrade", RELEASE, str(CHART), "-n", release_namespace, "--reuse-values", "--wait",
+        "--timeout=120s", "--set", "pinger.enabled=true", "--set", f"pinger.url={url}",
+        "--set", "operator.logFormat=json",
+    )  # fmt: skip
+    assert token_of(kubectl, release_namespace) == token
+    operator_after = uids(kubectl, release_namespace, "app.kubernetes.io/component=operator")
+    assert operator_after.isdisjoint(operator_before), "the changed value did not roll the operator"
+
+    def pinged_by_cronjob() -> bool:
+        jobs = release_objects(kubectl, "jobs", release_namespace)
+        return any(j.get("status", {}).get("succeeded") for j in jobs)
+
+    wait_for(pinged_by_cronjob, timeout=150, what="a successful ping Job of the CronJob")
+    for flow in flows:
+        wait_for(lambda f=flow: len(succeeded_runs(kubectl, namespace, f)) >= 2, timeout=150,
+                 what=f"{flow}'s second run")  # fmt: skip
+    with postgres.connect(pg_sink.rsplit("/", 1)[1]) as conn:
+        assert conn.execute("SELECT count(*) FROM exports").fetchone() == (PG_ROWS + 10,)
+
+    # Uninstall: delete the flows first (their runs, Jobs and pods go with them), then the release;
+    # nothing of either is left behind.
+    kubectl.run("delete", "dataflows", "--all", "-n", namespace, "--timeout=60s")
+    for kind in ("dataflowruns", "jobs", "pods"):
+        wait_for(lambda k=kind: not kubectl.get(k, "-n", namespace)["items"], timeout=90,
+                 what=f"no {kind} left in {namespace}")  # fmt: skip
+    helm("uninstall", RELEASE, "-n", release_namespace, "--wait", "--timeout=120s")
+    namespaced = [
+        "deployments",
+        "cronjobs",
+        "jobs",
+        "pods",
+        "services",
+        "secrets",
+        "serviceaccounts",
+    ]
+    for kind in namespaced:
+        wait_for(lambda k=kind: not release_objects(kubectl, k, release_namespace), timeout=90,
+                 what=f"no {kind} of the release left")  # fmt: skip
+    for kind in ("roles", "rolebindings"):
+        assert not release_objects(kubectl, kind, namespace)
+    for kind in ("clusterroles", "clusterrolebindings"):
+        assert not release_objects(kubectl, kind)
+    wait_for(lambda: not pods(kubectl, release_namespace), timeout=90, what="no pods at all")
