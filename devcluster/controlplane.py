@@ -364,8 +364,11 @@ class ControlPlane:
             pid = pids.get(name)
             if pid:
                 stop_group(pid)
-        for pid in pod_pids(self.state_dir):
-            stop_group(pid, timeout=2)
+        for pid_file in (self.state_dir / "pods").glob("*/*/*.pid"):
+            # Only left when the runner died without cleaning up; remove so a reused pid is safe.
+            with contextlib.suppress(OSError, ValueError):
+                stop_group(int(pid_file.read_text()), timeout=2)
+            pid_file.unlink(missing_ok=True)
         for proc in self._procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=1)
@@ -435,7 +438,6 @@ class ControlPlane:
                 f"--service-account-issuer=https://127.0.0.1:{port}",
                 f"--service-account-key-file={pki / 'sa.key'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
-                f"--cert-dir={pki}",
                 "--profiling=false",
                 "--v=1",
             ],
@@ -553,11 +555,11 @@ def parent_death_signal(sig: int) -> None:
 
 
 def _stop_on_sigterm() -> None:
-    """Turn SIGTERM into SystemExit so atexit and context managers stop the processes."""
+    """Treat SIGTERM like Ctrl-C, so pytest (or a with block) unwinds and stops the processes."""
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         with contextlib.suppress(ValueError):  # only possible in the main thread
 
-            def _exit(signum: int, frame: object) -> None:
-                raise SystemExit(128 + signum)
+            def _interrupt(signum: int, frame: object) -> None:
+                raise KeyboardInterrupt(f"signal {signum}")
 
-            signal.signal(signal.SIGTERM, _exit)
+            signal.signal(signal.SIGTERM, _interrupt)
