@@ -9,15 +9,18 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import requests
 from aiohttp import web
-from kubernetes import client
+from kubernetes import client, config
 
 from adf_operator import dashboard
 from adf_operator.heartbeat.app import Settings, create_app
 from adf_operator.heartbeat.kube import KubeFlowStore
 from adf_operator.heartbeat.security import TokenSource
+from adf_operator.names import LABEL_FLOW
 
 TOKEN = "dashboard-test-token-0123456789"
 
@@ -79,3 +82,51 @@ def sign_in(base: str, session: requests.Session, token: str = TOKEN) -> request
         allow_redirects=False,
         timeout=30,
     )
+
+
+def kube_api_client(kubeconfig: Path) -> client.ApiClient:
+    """An API client for the cluster of a kubeconfig file (the devcluster's in tests)."""
+    configuration = client.Configuration()
+    config.load_kube_config(str(kubeconfig), client_configuration=configuration)
+    return client.ApiClient(configuration)
+
+
+def flow_manifest(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+    """A valid DataFlow: source URL from a Secret, sink URL a literal with a password in it."""
+    return {
+        "apiVersion": "activedataflow.io/v1alpha1",
+        "kind": "DataFlow",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "source": {
+                "sql": {
+                    "url": {"secretKeyRef": {"name": "shop-db", "key": "url"}},
+                    "table": "products",
+                    "cursor": {"column": "updated_at", "tieBreaker": "id"},
+                }
+            },
+            "transform": [{"rename": {"id": "product_id"}}],
+            "sink": {
+                "sql": {
+                    "url": {"value": f"postgresql+psycopg://etl:{SINK_PASSWORD}@db/warehouse"},
+                    "table": "product_exports",
+                    "mode": "upsert",
+                    "keys": ["product_id"],
+                }
+            },
+            "schedule": {"cron": "*/5 * * * *", "timeZone": "Europe/Berlin"},
+            **spec,
+        },
+    }
+
+
+SINK_PASSWORD = "pw-never-shown-42"
+
+
+def run_manifest(name: str, namespace: str, flow: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "activedataflow.io/v1alpha1",
+        "kind": "DataFlowRun",
+        "metadata": {"name": name, "namespace": namespace, "labels": {LABEL_FLOW: flow}},
+        "spec": {"dataFlowRef": {"name": flow}, "trigger": "manual"},
+    }
