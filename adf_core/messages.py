@@ -107,7 +107,9 @@ class Batch:
     """A batch of rows: ``columns`` names the positions of every tuple in ``rows``.
 
     ``watermark`` is the source position after the batch's last row (None for non-incremental
-    reads); ``source`` names where the rows came from (e.g. ``sql:products``).
+    reads); ``source`` names where the rows came from (e.g. ``sql:products``). A batch that
+    passes between two databases untouched may instead carry ``raw`` bytes in a format both
+    connectors speak (PostgreSQL COPY text), with ``raw_count`` rows and an empty ``rows``.
     """
 
     columns: tuple[str, ...]
@@ -116,9 +118,11 @@ class Batch:
     watermark: Watermark | None = None
     key_columns: tuple[str, ...] = ()
     schema: RecordSchema | None = None
+    raw: bytes | None = None
+    raw_count: int = 0
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self.raw_count if self.raw is not None else len(self.rows)
 
     def dicts(self) -> list[dict[str, Any]]:
         cols = self.columns

@@ -193,7 +193,16 @@ def _loop(
             push_down=source.supports_projection() and validator is None,
             base_dir=base_dir,
         )
-        request = ReadRequest(after, window, steps.projection, spec.max_rows_per_run or None)
+        # Rows that no Python touches may pass between the databases as raw COPY data.
+        raw = source.raw_format()
+        untouched = validator is None and not steps.needs_rows and policy == "fail"
+        request = ReadRequest(
+            after,
+            window,
+            steps.projection,
+            spec.max_rows_per_run or None,
+            raw if untouched and raw in sink.raw_formats() else None,
+        )
         with closing(prefetch(source.read(request))) as batches:
             for batch in batches:
                 summary.rows_read += len(batch)

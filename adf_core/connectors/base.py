@@ -53,6 +53,7 @@ class ReadRequest:
     window: Window | None = None
     projection: Projection | None = None
     limit: int | None = None
+    raw_format: str | None = None  # the source may yield raw batches in this format
 
 
 @dataclass(slots=True)
@@ -133,8 +134,16 @@ class Source(Connector[SpecT]):
         """Whether :meth:`read` can compute a :class:`Projection` (push-down of steps)."""
         return False
 
+    def raw_format(self) -> str | None:
+        """The raw batch format :meth:`read` can produce (known after open), if any."""
+        return None
+
 
 class Sink(Connector[SpecT]):
+    def raw_formats(self) -> frozenset[str]:
+        """Raw batch formats :meth:`write` accepts as they are (known after open)."""
+        return frozenset()
+
     @abstractmethod
     def read_state(self, flow_id: str) -> Watermark | None:
         """The watermark committed by the last successful batch of this flow, if any."""

@@ -15,8 +15,10 @@ while a run streams from it (use WAL mode or two files).
 
 from __future__ import annotations
 
+import codecs
 import os
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from operator import itemgetter
@@ -81,6 +83,7 @@ if TYPE_CHECKING:
     import psycopg
 
 STATE_TABLE = "adf_state"
+COPY_TEXT = "postgresql-copy-text"  # raw batch format: COPY text rows, then the client encoding
 STAGING_SUFFIX = "__adf_new"
 
 
@@ -363,6 +366,12 @@ class SqlSource(Source[SqlSourceSpec]):
             ) from None
         return value
 
+    def raw_format(self) -> str | None:
+        if self._engine is None or self._engine.dialect.driver != "psycopg":
+            return None
+        assert self._conn is not None
+        return f"{COPY_TEXT}:{_psycopg(self._conn).info.encoding}"
+
     def read(self, request: ReadRequest) -> Iterator[Batch]:
         assert self._conn is not None and self._engine is not None
         stmt = self._select(request)
@@ -370,7 +379,11 @@ class SqlSource(Source[SqlSourceSpec]):
         wm_get = itemgetter(*self._positions) if self._positions else None
         with_tie = len(self._positions) == 2
         source = f"sql:{self.spec.table or 'query'}"
+        raw = request.raw_format is not None and all(p < visible for p in self._positions)
         try:
+            if raw:
+                yield from self._copy_out(stmt, request.after, source)
+                return
             for rows in self._stream(stmt):
                 watermark = None
                 if wm_get is not None and rows:
@@ -406,6 +419,62 @@ class SqlSource(Source[SqlSourceSpec]):
             )
             for part in result.partitions(size):
                 yield list(part)
+
+    def _copy_out(self, stmt: Any, after: Watermark | None, source: str) -> Iterator[Batch]:
+        """Stream ``COPY (SELECT …) TO STDOUT`` cut into batches at row ends, unparsed.
+
+        Only the last row of each batch is parsed, for its watermark, with psycopg's own loaders
+        for the cursor columns' types.
+        """
+        assert self._conn is not None and self._engine is not None
+        compiled = stmt.compile(dialect=self._engine.dialect)
+        sql, params = str(compiled), compiled.params
+        size = self.spec.batch_size
+        raw = _psycopg(self._conn)
+        from psycopg.pq import Format
+
+        with self._conn.begin(), raw.cursor() as cur:
+            cur.execute(f"SELECT * FROM ({sql}) AS adf_probe LIMIT 0", params)
+            oids = [column.type_code for column in cur.description or ()]
+            loaders = [
+                raw.adapters.get_loader(oids[p], Format.TEXT)(oids[p], raw)  # type: ignore[misc]
+                for p in self._positions
+            ]
+
+            def batch(data: bytes, count: int) -> Batch:
+                last = data[data.rfind(b"\n", 0, len(data) - 1) + 1 : -1].split(b"\t")
+                values = [
+                    None if last[p] == b"\\N" else loader.load(_unescape(last[p]))
+                    for p, loader in zip(self._positions, loaders, strict=True)
+                ]
+                mark = _not_behind(Watermark(*values), after) if values else None
+                return Batch(self._names, [], source, mark, self.key_columns, None, data, count)
+
+            with cur.copy(f"COPY ({sql}) TO STDOUT", params) as copy:
+                buffer, lines = bytearray(), 0
+                for chunk in copy:
+                    start = len(buffer)
+                    buffer += chunk
+                    lines += buffer.count(b"\n", start)
+                    while lines >= size:
+                        end = _after_nth_newline(buffer, size)
+                        yield batch(bytes(buffer[:end]), size)
+                        del buffer[:end]
+                        lines -= size
+                if lines:
+                    yield batch(bytes(buffer), lines)
+
+
+def _after_nth_newline(buffer: bytearray, n: int) -> int:
+    position = -1
+    for _ in range(n):
+        position = buffer.index(b"\n", position + 1)
+    return position + 1
+
+
+def _unescape(field: bytes) -> bytes:
+    """Undo COPY text escapes (backslash sequences) in one field."""
+    return codecs.escape_decode(field)[0] if b"\\" in field else field
 
 
 def _minus(value: Any, lag: float) -> Any:
@@ -483,16 +552,30 @@ def _quoted(conn: Connection, table: Table) -> tuple[Callable[[str], str], str]:
     return prep.quote, prep.format_table(table)
 
 
+@dataclass(frozen=True, slots=True)
+class RawCopy:
+    """Rows as PostgreSQL COPY text, passed from a source to a sink without parsing them."""
+
+    data: bytes
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+
 class PostgresWriter:
     """COPY straight into the table (append) or into a temporary staging table (upsert)."""
 
-    def _copy(self, conn: Connection, target: str, cols: str, rows: list[Row]) -> None:
+    def _copy(self, conn: Connection, target: str, cols: str, rows: list[Row] | RawCopy) -> None:
         with _psycopg(conn).cursor() as cur, cur.copy(f"COPY {target} ({cols}) FROM STDIN") as copy:
+            if isinstance(rows, RawCopy):
+                copy.write(rows.data)
+                return
             for row in rows:
                 copy.write_row(row)
 
     def insert(
-        self, conn: Connection, table: Table, columns: Sequence[str], rows: list[Row]
+        self, conn: Connection, table: Table, columns: Sequence[str], rows: list[Row] | RawCopy
     ) -> int:
         q, name = _quoted(conn, table)
         self._copy(conn, name, ", ".join(map(q, columns)), _jsonb(table, columns, rows))
@@ -503,7 +586,7 @@ class PostgresWriter:
         conn: Connection,
         table: Table,
         columns: Sequence[str],
-        rows: list[Row],
+        rows: list[Row] | RawCopy,
         keys: Sequence[str],
         skip_unchanged: bool,
     ) -> int:
@@ -514,7 +597,15 @@ class PostgresWriter:
             f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {name} INCLUDING DEFAULTS) "
             "ON COMMIT DELETE ROWS"
         )
-        rows = _dedupe(columns, rows, keys)
+        key_list = ", ".join(map(q, keys))
+        if isinstance(rows, RawCopy):  # unparsed rows: the last of rows sharing a key wins in SQL
+            select = (
+                f"SELECT DISTINCT ON ({key_list}) {cols} FROM {stage} "
+                f"ORDER BY {key_list}, ctid DESC"
+            )
+        else:
+            rows = _dedupe(columns, rows, keys)
+            select = f"SELECT {cols} FROM {stage}"
         self._copy(conn, stage, cols, _jsonb(table, columns, rows))
         others = [c for c in columns if c not in keys]
         if others:
@@ -527,16 +618,15 @@ class PostgresWriter:
         else:
             action = "DO NOTHING"
         result = conn.exec_driver_sql(
-            f"INSERT INTO {name} AS t ({cols}) SELECT {cols} FROM {stage} "
-            f"ON CONFLICT ({', '.join(map(q, keys))}) {action}"
+            f"INSERT INTO {name} AS t ({cols}) {select} ON CONFLICT ({key_list}) {action}"
         )
         return len(rows) - int(result.rowcount) if skip_unchanged else 0
 
 
-def _jsonb(table: Table, columns: Sequence[str], rows: list[Row]) -> list[Row]:
+def _jsonb(table: Table, columns: Sequence[str], rows: list[Row] | RawCopy) -> list[Row] | RawCopy:
     """COPY needs dict/list values of JSON columns wrapped for psycopg."""
     positions = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
-    if not positions:
+    if not positions or isinstance(rows, RawCopy):
         return rows
     from psycopg.types.json import Jsonb
 
@@ -705,6 +795,12 @@ class SqlSink(Sink[SqlSinkSpec]):
     @property
     def mode(self) -> Literal["append", "upsert", "replace"]:
         return self.spec.mode
+
+    def raw_formats(self) -> frozenset[str]:
+        if not isinstance(self._writer, PostgresWriter) or self._table is None:
+            return frozenset()  # raw rows cannot create a table: its types come from values
+        assert self._conn is not None
+        return frozenset({f"{COPY_TEXT}:{_psycopg(self._conn).info.encoding}"})
 
     def open(self) -> None:
         self.url = parse_url(self.spec.url.resolve(), "spec.sink.sql.url")
@@ -891,7 +987,7 @@ class SqlSink(Sink[SqlSinkSpec]):
         self, batch: Batch, checkpoint: Checkpoint | None, dead_letters: DeadLetters | None = None
     ) -> WriteResult:
         assert self._conn is not None and self._engine is not None
-        table = self._ensure_table(batch) if batch.rows or self._table is not None else None
+        table = self._ensure_table(batch) if len(batch) or self._table is not None else None
         if self.mode == "replace":
             checkpoint = None  # the watermark moves with the swap, in finish()
         try:
@@ -949,15 +1045,17 @@ class SqlSink(Sink[SqlSinkSpec]):
 
     def _write_rows(self, table: Table, batch: Batch) -> WriteResult:
         assert self._conn is not None and self._writer is not None
-        if not batch.rows:
+        if not len(batch):
             return WriteResult()
+        writer: Any = self._writer  # only PostgresWriter is offered raw batches (raw_formats)
+        rows = batch.rows if batch.raw is None else RawCopy(batch.raw, batch.raw_count)
         if self.mode == "upsert":
             keys = list(self.spec.keys or [])
-            unchanged = self._writer.upsert(
-                self._conn, table, batch.columns, batch.rows, keys, self.spec.skip_unchanged
+            unchanged = writer.upsert(
+                self._conn, table, batch.columns, rows, keys, self.spec.skip_unchanged
             )
-            return WriteResult(len(batch.rows) - unchanged, unchanged)
-        return WriteResult(self._writer.insert(self._conn, table, batch.columns, batch.rows), 0)
+            return WriteResult(len(batch) - unchanged, unchanged)
+        return WriteResult(writer.insert(self._conn, table, batch.columns, rows), 0)
 
     def _dead_letters(self, letters: DeadLetters) -> None:
         assert self._conn is not None
