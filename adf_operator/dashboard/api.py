@@ -118,9 +118,9 @@ def not_found(namespace: str, name: str) -> Problem:
 
 
 def list_filters(query: Any) -> tuple[str | None, str | None]:
-    """The ``namespace`` and ``phase`` filters of the flows list; Problem 400 when malformed."""
-    namespace = query.get("namespace") or None
-    phase = query.get("phase") or None
+    """The ``namespace`` and ``phase`` filters of the flows list; Problem 400 when malformed
+    (an empty value included: leave the parameter out to mean "any")."""
+    namespace, phase = query.get("namespace"), query.get("phase")
     if namespace is not None:
         flow_key(namespace, "x")
     if phase is not None and phase not in (*views.PHASES, "None"):

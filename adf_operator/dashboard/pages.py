@@ -169,7 +169,8 @@ def _notice(request: web.Request) -> str | None:
 
 async def flows_page(request: web.Request) -> web.Response:
     try:
-        namespace, phase = api.list_filters(request.query)
+        # the filter form sends empty values for "any"
+        namespace, phase = api.list_filters({k: v for k, v in request.query.items() if v})
     except api.Problem as exc:
         raise PageError(400, "Bad filter", exc.message) from None
     cluster = request.app[api.CLUSTER]

@@ -19,18 +19,22 @@ from kubernetes import client, config
 from adf_operator import dashboard
 from adf_operator.heartbeat.app import Settings, create_app
 from adf_operator.heartbeat.kube import KubeFlowStore
-from adf_operator.heartbeat.security import TokenSource
+from adf_operator.heartbeat.security import FailureLimiter, TokenSource
 from adf_operator.names import LABEL_FLOW
 
 TOKEN = "dashboard-test-token-0123456789"
 
 
 def build_app(
-    api_client: client.ApiClient, *, read_only_open: bool = False, namespaces: tuple[str, ...] = ()
+    api_client: client.ApiClient,
+    *,
+    read_only_open: bool = False,
+    namespaces: tuple[str, ...] = (),
+    limiter: FailureLimiter | None = None,
 ) -> web.Application:
     """The heartbeat service as the CLI builds it, with the dashboard mounted on it."""
     token = TokenSource(value=TOKEN)
-    settings = Settings(token=token)
+    settings = Settings(token=token, limiter=limiter or FailureLimiter())
     app = create_app(KubeFlowStore(client.CustomObjectsApi(api_client), namespaces), settings)
     dashboard.setup(
         app,

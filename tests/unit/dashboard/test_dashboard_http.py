@@ -148,6 +148,7 @@ def test_api_needs_the_bearer_token(base: str) -> None:
         ("/api/v1/dataflows/Shop/x", 400, "namespace 'Shop' is not a valid namespace name"),
         ("/api/v1/dataflows/shop/x_y/runs", 400, "name 'x_y' is not a valid DataFlow name"),
         ("/api/v1/dataflows?phase=Done", 400, "phase 'Done' is not one of"),
+        ("/api/v1/dataflows?namespace=", 400, "namespace '' is not a valid namespace name"),
         ("/api/v1/nothing", 404, "Not Found"),
     ],
 )
