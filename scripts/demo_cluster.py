@@ -182,8 +182,8 @@ The CronJob now pings the heartbeat every minute; the flow runs once a minute.
   export KUBECONFIG={cp.kubeconfig_path} PATH={tools_bin_dir()}:$PATH
   kubectl get dataflows,dataflowruns -n {NAMESPACE} --watch
   adf trigger {FLOW} -n {NAMESPACE}          # run now
-  dashboard and metrics: http://{host}/ and http://{host}/metrics
-    (the pod's own address: the local control plane has no port-forward)
+  heartbeat metrics: http://{host}/metrics (the dashboard is served from the same address)
+    (the pod's own address: the local control plane has no kubectl port-forward)
 Tear down: helm uninstall {RELEASE} -n {SYSTEM_NAMESPACE}; make cluster-down""")
 
 
