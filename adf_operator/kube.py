@@ -9,6 +9,7 @@ done" case.
 from __future__ import annotations
 
 import json
+import os
 from functools import cache
 from typing import Any, cast
 
@@ -25,8 +26,14 @@ NOT_FOUND = 404
 
 @cache
 def api() -> client.ApiClient:
-    """One client per process: in-cluster credentials, else the kubeconfig (KUBECONFIG)."""
-    config.load_config()  # type: ignore[no-untyped-call]
+    """One client per process: in a pod its ServiceAccount, else the kubeconfig.
+
+    KUBECONFIG is read now, not when the kubernetes package was imported (its default is fixed
+    at import time)."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    else:
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # type: ignore[no-untyped-call]
     return client.ApiClient()
 
 
@@ -151,7 +158,9 @@ def list_run_pods(namespace: str, run: str) -> list[Body]:
 def current_namespace() -> str:
     """The namespace of the kubeconfig's current context (in a pod: the pod's), else default."""
     try:
-        _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+        _, context = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            config_file=os.environ.get("KUBECONFIG")
+        )
     except config.ConfigException:
         return "default"
     namespace: str = (context or {}).get("context", {}).get("namespace") or "default"

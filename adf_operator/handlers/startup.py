@@ -39,7 +39,28 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.reporting_component = names.MANAGER
     settings.execution.max_workers = config.workers
     settings.peering.standalone = True
-    kube.api()  # fail at start, not at the first handler, when there are no credentials
+
+
+@kopf.on.login()
+def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
+    """kopf talks to the API with the same credentials as our client (kube.api()), which reads
+    KUBECONFIG when called; kopf's own client login uses the kubernetes package's import-time
+    default and would miss a KUBECONFIG set later (as in tests)."""
+    cfg = kube.api().configuration
+    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix(
+        "authorization"
+    )
+    scheme, _sep, token = (header or "").rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+        trust_env=settings.networking.trust_env,
+    )
 
 
 @contextmanager
