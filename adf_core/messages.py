@@ -151,7 +151,9 @@ class Batch:
             columns = _union_columns(records)
         cols = tuple(columns)
         rows: list[Row]
-        if len(cols) == 1:
+        if not records:
+            rows = []
+        elif len(cols) == 1:
             (only,) = cols
             rows = [(r.get(only),) for r in records]
         else:
