@@ -12,7 +12,7 @@ from markupsafe import Markup
 from adf_operator.dashboard.views import RunView
 
 WIDTH, HEIGHT = 640, 180
-PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 48, 48, 12, 24
+PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 80, 56, 12, 24
 PHASE_CLASS = {
     "Succeeded": "ok",
     "Failed": "bad",

@@ -371,8 +371,10 @@ def relative(when: str | None, now: datetime | None = None) -> str:
         amount = f"{size // 60} min"
     elif size < 86400:
         amount = f"{size // 3600} h {size % 3600 // 60} min"
-    else:
+    elif size < 365 * 86400:
         amount = f"{size // 86400} d {size % 86400 // 3600} h"
+    else:
+        amount = f"{size / (365.25 * 86400):.1f} years"
     return f"in {amount}" if delta > 0 else f"{amount} ago"
 
 

@@ -4,7 +4,6 @@ kubectl (they are plain API changes)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,9 +18,8 @@ from tests.unit.dashboard.dashboard_support import (
     TOKEN,
     build_app,
     csrf_of,
-    flow_manifest,
     kube_api_client,
-    run_manifest,
+    seed_shop,
     serve,
     sign_in,
 )
@@ -36,78 +34,9 @@ def base(control_plane: ControlPlane) -> Iterator[str]:
         yield url
 
 
-def set_status(kubectl: Kubectl, namespace: str, run: str, status: dict[str, Any]) -> None:
-    kubectl.run(
-        "patch",
-        "dataflowrun",
-        run,
-        "-n",
-        namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": status}),
-    )
-
-
 @pytest.fixture
 def shop(kubectl: Kubectl, namespace: str) -> str:
-    """A flow with three runs (succeeded, failed, running) and the flow's status pointing at the
-    newest; returns the namespace."""
-    kubectl.apply(flow_manifest("product-sync", namespace))
-    kubectl.apply(flow_manifest("idle-flow", namespace, schedule={"every": "10m"}, suspend=True))
-    runs = {
-        "product-sync-1": {
-            "phase": "Succeeded",
-            "rowsRead": 120,
-            "rowsWritten": 118,
-            "rowsSkipped": 2,
-            "rowsFailed": 0,
-            "startTime": "2026-01-01T10:00:00Z",
-            "completionTime": "2026-01-01T10:01:30Z",
-            "duration": "1m30s",
-            "cursorStart": "2025-12-31T00:00:00Z",
-            "cursorEnd": "2026-01-01T09:59:00Z",
-            "message": "copied 118 rows",
-        },
-        "product-sync-2": {
-            "phase": "Failed",
-            "rowsRead": 10,
-            "rowsWritten": 0,
-            "rowsFailed": 10,
-            "startTime": "2026-01-01T10:05:00Z",
-            "completionTime": "2026-01-01T10:05:20Z",
-            "exitCode": 4,
-            "message": f"cannot connect to postgresql://etl:{SINK_PASSWORD}@db/w",
-        },
-        "product-sync-3": {"phase": "Running", "startTime": "2026-01-01T10:10:00Z"},
-    }
-    for name, status in runs.items():
-        kubectl.apply(run_manifest(name, namespace, "product-sync"))
-        set_status(kubectl, namespace, name, status)
-    kubectl.run(
-        "patch",
-        "dataflow",
-        "product-sync",
-        "-n",
-        namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps(
-            {
-                "status": {
-                    "lastRunName": "product-sync-3",
-                    "lastRunPhase": "Running",
-                    "lastRunTime": "2026-01-01T10:10:00Z",
-                    "lastSuccessfulTime": "2026-01-01T10:01:30Z",
-                    "nextRunTime": "2099-01-01T00:00:00Z",
-                    "lastError": f"cannot connect to postgresql://etl:{SINK_PASSWORD}@db/w",
-                }
-            }
-        ),
-    )
-    return namespace
+    return seed_shop(kubectl, namespace)
 
 
 def api(base: str, path: str, method: str = "GET") -> requests.Response:

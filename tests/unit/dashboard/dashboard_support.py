@@ -5,6 +5,7 @@ use it), and always stopped."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from adf_operator.heartbeat.app import Settings, create_app
 from adf_operator.heartbeat.kube import KubeFlowStore
 from adf_operator.heartbeat.security import FailureLimiter, TokenSource
 from adf_operator.names import LABEL_FLOW
+from devcluster.pytest_plugin import Kubectl
 
 TOKEN = "dashboard-test-token-0123456789"
 
@@ -134,3 +136,76 @@ def run_manifest(name: str, namespace: str, flow: str) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": namespace, "labels": {LABEL_FLOW: flow}},
         "spec": {"dataFlowRef": {"name": flow}, "trigger": "manual"},
     }
+
+
+def set_status(kubectl: Kubectl, namespace: str, run: str, status: dict[str, Any]) -> None:
+    kubectl.run(
+        "patch",
+        "dataflowrun",
+        run,
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
+    )
+
+
+def seed_shop(kubectl: Kubectl, namespace: str) -> str:
+    """A flow with three runs (succeeded, failed, running) and the flow's status pointing at the
+    newest; returns the namespace."""
+    kubectl.apply(flow_manifest("product-sync", namespace))
+    kubectl.apply(flow_manifest("idle-flow", namespace, schedule={"every": "10m"}, suspend=True))
+    runs = {
+        "product-sync-1": {
+            "phase": "Succeeded",
+            "rowsRead": 120,
+            "rowsWritten": 118,
+            "rowsSkipped": 2,
+            "rowsFailed": 0,
+            "startTime": "2026-01-01T10:00:00Z",
+            "completionTime": "2026-01-01T10:01:30Z",
+            "duration": "1m30s",
+            "cursorStart": "2025-12-31T00:00:00Z",
+            "cursorEnd": "2026-01-01T09:59:00Z",
+            "message": "copied 118 rows",
+        },
+        "product-sync-2": {
+            "phase": "Failed",
+            "rowsRead": 10,
+            "rowsWritten": 0,
+            "rowsFailed": 10,
+            "startTime": "2026-01-01T10:05:00Z",
+            "completionTime": "2026-01-01T10:05:20Z",
+            "exitCode": 4,
+            "message": f"cannot connect to postgresql://etl:{SINK_PASSWORD}@db/w",
+        },
+        "product-sync-3": {"phase": "Running", "startTime": "2026-01-01T10:10:00Z"},
+    }
+    for name, status in runs.items():
+        kubectl.apply(run_manifest(name, namespace, "product-sync"))
+        set_status(kubectl, namespace, name, status)
+    kubectl.run(
+        "patch",
+        "dataflow",
+        "product-sync",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(
+            {
+                "status": {
+                    "lastRunName": "product-sync-3",
+                    "lastRunPhase": "Running",
+                    "lastRunTime": "2026-01-01T10:10:00Z",
+                    "lastSuccessfulTime": "2026-01-01T10:01:30Z",
+                    "nextRunTime": "2099-01-01T00:00:00Z",
+                    "lastError": f"cannot connect to postgresql://etl:{SINK_PASSWORD}@db/w",
+                }
+            }
+        ),
+    )
+    return namespace

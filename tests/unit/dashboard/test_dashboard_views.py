@@ -155,6 +155,8 @@ def test_relative_times() -> None:
     now = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
     assert views.relative("2026-01-01T09:55:00Z", now) == "5 min ago"
     assert views.relative("2026-01-01T12:30:00Z", now) == "in 2 h 30 min"
+    assert views.relative("2025-12-30T08:00:00Z", now) == "2 d 2 h ago"
+    assert views.relative("2099-01-01T00:00:00Z", now) == "in 73.0 years"
     assert views.relative(None, now) == ""
 
 
