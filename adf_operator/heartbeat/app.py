@@ -4,10 +4,12 @@
 auth-failure brake for that address (429), the bearer token (401), the body — empty, or a JSON
 object with an optional ``"dryRun": true`` — (413 over the size limit, 400 malformed); then it
 marks the due flows (:mod:`adf_operator.heartbeat.due`) and answers
-``{"flowsDue", "flowsTriggered", "flowsSkipped", "flowsFailed", "timestamp"}``. Every error is
-``{"error": {"code", "message"}}``; a 500 says nothing of the cause, which goes to the log. The
-token never reaches a log line. Pings are served one at a time per process: a second one waits and
-then finds the flows already marked (idempotent either way; serialising keeps the API load flat).
+``{"flowsDue", "flowsTriggered", "flowsSkipped", "flowsFailed", "flowsPending", "timestamp"}``
+within ``answer_within`` seconds (patches still in flight then go on in the background). Every
+error is ``{"error": {"code", "message"}}``; a 500 says nothing of the cause, which goes to the
+log. The token never reaches a log line. Pings are served one at a time per process: a second one
+waits, then skips the flows already marked or still being marked (idempotent either way;
+serialising keeps the API load flat).
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from typing import Any
 
 from aiohttp import web
 
-from adf_operator.heartbeat.due import FlowStore, ping
+from adf_operator.heartbeat.due import FlowStore, Marker
 from adf_operator.heartbeat.metrics import Metrics
 from adf_operator.heartbeat.security import AddressPolicy, FailureLimiter, TokenSource
 
 log = logging.getLogger("adf.heartbeat")
 
 MAX_BODY = 16 * 1024
+ANSWER_WITHIN = 1.5  # seconds; patches still in flight then go on in the background
 READY_TIMEOUT = 5.0
 Clock = Callable[[], datetime]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -57,6 +60,7 @@ class Settings:
     limiter: FailureLimiter = field(default_factory=FailureLimiter)
     max_body: int = MAX_BODY
     patch_concurrency: int = 16
+    answer_within: float | None = ANSWER_WITHIN
     clock: Clock = field(default=lambda: datetime.now(UTC))
 
 
@@ -80,6 +84,7 @@ SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", FlowStore)
 METRICS = web.AppKey("metrics", Metrics)
 PING_LOCK = web.AppKey("ping_lock", asyncio.Lock)
+MARKER = web.AppKey("marker", Marker)
 
 
 def create_app(store: FlowStore, settings: Settings) -> web.Application:
@@ -87,11 +92,19 @@ def create_app(store: FlowStore, settings: Settings) -> web.Application:
     app = web.Application(middlewares=[_json_errors], client_max_size=settings.max_body)
     app[SETTINGS], app[STORE], app[METRICS] = settings, store, Metrics()
     app[PING_LOCK] = asyncio.Lock()
+    outcomes = app[METRICS].flows
+    app[MARKER] = Marker(store, settings.patch_concurrency, lambda o: outcomes.labels(o).inc())
+    app.on_cleanup.append(_drain)
     app.router.add_post("/heartbeat", heartbeat)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     return app
+
+
+async def _drain(app: web.Application) -> None:
+    """Let the patches still in flight land before the process exits."""
+    await app[MARKER].drain()
 
 
 @web.middleware
@@ -118,12 +131,8 @@ async def heartbeat(request: web.Request) -> web.Response:
         address = _admit(request, settings, metrics)
         dry_run = await _read_body(request, settings.max_body)
         async with request.app[PING_LOCK]:
-            now = settings.clock()
-            result = await ping(
-                request.app[STORE],
-                now,
-                dry_run=dry_run,
-                concurrency=settings.patch_concurrency,
+            result = await request.app[MARKER].ping(
+                settings.clock(), dry_run=dry_run, answer_within=settings.answer_within
             )
     except Refused as refused:
         metrics.pings.labels(refused.result).inc()
@@ -138,12 +147,13 @@ async def heartbeat(request: web.Request) -> web.Response:
     metrics.latency.observe(elapsed)
     metrics.record_flows(result)
     log.info(
-        "ping from %s: %d due, %d triggered, %d skipped, %d failed in %.3fs%s",
+        "ping from %s: %d due, %d triggered, %d skipped, %d failed, %d pending in %.3fs%s",
         address,
         result.due,
         result.triggered,
         result.skipped,
         result.failed,
+        result.pending,
         elapsed,
         " (dry run)" if dry_run else "",
     )

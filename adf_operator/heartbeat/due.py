@@ -15,7 +15,9 @@ Counting, per ping:
   is still marked, so the operator records it (lastScheduleTime, a Warning event) instead of the gap
   going unnoticed until the next slot; the operator applies the deadline and creates no run;
 * ``flowsFailed`` — flows that could not be judged (invalid schedule) or patched (API error); each
-  is logged, and the others carry on.
+  is logged, and the others carry on;
+* ``flowsPending`` — due flows whose patch was still in flight when the reply was sent (see
+  :class:`Marker`).
 
 Every patch carries the ``resourceVersion`` it was decided on: a concurrent ping, a second replica
 or the operator writing in between answers 409 Conflict, and the flow is read again and decided
@@ -26,9 +28,10 @@ itself exactly-once whatever happens.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -103,6 +106,7 @@ class PingResult:
     skipped: int
     failed: int
     timestamp: datetime
+    pending: int = 0
     dry_run: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -111,6 +115,7 @@ class PingResult:
             "flowsTriggered": self.triggered,
             "flowsSkipped": self.skipped,
             "flowsFailed": self.failed,
+            "flowsPending": self.pending,
             "timestamp": format_time(self.timestamp),
         }
         if self.dry_run:
@@ -153,27 +158,80 @@ def _marked_slot(metadata: Mapping[str, Any]) -> datetime | None:
         return None  # garbled by hand: this ping overwrites it
 
 
-async def ping(
-    store: FlowStore, now: datetime, *, dry_run: bool = False, concurrency: int = 16
-) -> PingResult:
-    """List the flows, patch the due ones (at most ``concurrency`` patches at once), count."""
-    flows = await store.list_flows()
-    gate = asyncio.Semaphore(concurrency)
+class Marker:
+    """Marks due flows for one heartbeat process.
 
-    async def one(flow: dict[str, Any]) -> tuple[bool, Outcome]:
-        async with gate:
-            return await handle_flow(store, flow, now, dry_run=dry_run)
+    A ping lists and judges every flow at once, then patches the due ones (at most
+    ``concurrency`` at a time). The API server takes each write in some milliseconds, so with
+    thousands of due flows the reply would wait for seconds: :meth:`ping` answers once every
+    patch landed or ``answer_within`` seconds passed, whichever comes first, and the rest go on in
+    the background (``flowsPending`` in the reply; ``on_done`` hears each one's outcome). A flow
+    whose patch is still in flight is skipped by later pings instead of being patched twice.
+    """
 
-    outcomes = await asyncio.gather(*(one(flow) for flow in flows))
-    counts = Counter(outcome for _, outcome in outcomes)
-    return PingResult(
-        due=sum(due for due, _ in outcomes),
-        triggered=counts["triggered"],
-        skipped=counts["skipped"],
-        failed=counts["failed"],
-        timestamp=now,
-        dry_run=dry_run,
-    )
+    def __init__(
+        self,
+        store: FlowStore,
+        concurrency: int = 16,
+        on_done: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        self.store = store
+        self._gate = asyncio.Semaphore(concurrency)
+        self._on_done = on_done
+        self._in_flight: dict[tuple[str, str], asyncio.Task[tuple[bool, Outcome]]] = {}
+
+    async def ping(
+        self, now: datetime, *, dry_run: bool = False, answer_within: float | None = None
+    ) -> PingResult:
+        flows = await self.store.list_flows()
+        tasks: list[asyncio.Task[tuple[bool, Outcome]]] = []
+        busy = 0
+        for flow in flows:
+            metadata = flow.get("metadata") or {}
+            key = (metadata.get("namespace", ""), metadata.get("name", ""))
+            if key in self._in_flight:
+                busy += 1
+                continue
+            task = asyncio.create_task(self._handle(flow, now, dry_run))
+            tasks.append(task)
+            if not dry_run:
+                self._in_flight[key] = task
+                task.add_done_callback(functools.partial(self._finished, key))
+        done, pending = (
+            await asyncio.wait(tasks, timeout=answer_within) if tasks else (set(), set())
+        )
+        outcomes = [task.result() for task in done]
+        for task in pending:  # its outcome goes to on_done, not into this reply
+            task.add_done_callback(self._report)
+        counts = Counter(outcome for _, outcome in outcomes)
+        return PingResult(
+            due=sum(due for due, _ in outcomes) + busy + len(pending),
+            triggered=counts["triggered"],
+            skipped=counts["skipped"] + busy,
+            failed=counts["failed"],
+            pending=len(pending),
+            timestamp=now,
+            dry_run=dry_run,
+        )
+
+    async def drain(self) -> None:
+        """Wait for the patches still in flight (at shutdown, and in tests)."""
+        while self._in_flight:
+            await asyncio.wait(list(self._in_flight.values()))
+
+    async def _handle(
+        self, flow: dict[str, Any], now: datetime, dry_run: bool
+    ) -> tuple[bool, Outcome]:
+        async with self._gate:
+            return await handle_flow(self.store, flow, now, dry_run=dry_run)
+
+    def _finished(self, key: tuple[str, str], task: asyncio.Task[tuple[bool, Outcome]]) -> None:
+        if self._in_flight.get(key) is task:
+            del self._in_flight[key]
+
+    def _report(self, task: asyncio.Task[tuple[bool, Outcome]]) -> None:
+        if self._on_done is not None and not task.cancelled():
+            self._on_done(task.result()[1])
 
 
 async def handle_flow(

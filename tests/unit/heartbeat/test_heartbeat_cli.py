@@ -70,6 +70,7 @@ def test_ping_prints_the_reply(adf: typer.Typer, token_file: Path) -> None:
         "flowsTriggered": 1,
         "flowsSkipped": 0,
         "flowsFailed": 0,
+        "flowsPending": 0,
         "timestamp": "2026-05-01T10:05:30Z",
     }
     assert len(store.patches) == 1

@@ -10,7 +10,7 @@ import pytest
 from heartbeat_support import NOW, MemoryFlowStore, flow_body
 
 from adf_operator import names
-from adf_operator.heartbeat.due import FlowError, PingResult, decide, ping
+from adf_operator.heartbeat.due import FlowError, Marker, PingResult, decide
 
 EVERY_5M = {"every": "5m"}
 
@@ -95,14 +95,14 @@ def test_ping_marks_exactly_the_due_flows_and_counts() -> None:
         flow_body("manual"),
         flow_body("done", EVERY_5M, annotations=marks("2026-05-01T10:05:00Z")),
     )
-    result = asyncio.run(ping(store, NOW))
+    result = asyncio.run(Marker(store).ping(NOW))
     assert result == PingResult(due=4, triggered=2, skipped=2, failed=0, timestamp=NOW)
     assert sorted((ns, name) for ns, name, _ in store.patches) == [
         ("other", "due-b"),
         ("shop", "due-a"),
     ]
     assert all(a == marks("2026-05-01T10:05:00Z", missed=12) for _, _, a in store.patches)
-    again = asyncio.run(ping(store, NOW + timedelta(seconds=20)))
+    again = asyncio.run(Marker(store).ping(NOW + timedelta(seconds=20)))
     assert (again.due, again.triggered, again.skipped) == (4, 0, 4)
     assert len(store.patches) == 2
 
@@ -114,13 +114,14 @@ def test_reply_json() -> None:
         "flowsTriggered": 2,
         "flowsSkipped": 1,
         "flowsFailed": 0,
+        "flowsPending": 0,
         "timestamp": "2026-05-01T10:05:30Z",
     }
 
 
 def test_dry_run_counts_without_patching() -> None:
     store = MemoryFlowStore(flow_body("due", EVERY_5M), flow_body("paused", EVERY_5M, suspend=True))
-    result = asyncio.run(ping(store, NOW, dry_run=True))
+    result = asyncio.run(Marker(store).ping(NOW, dry_run=True))
     assert (result.due, result.triggered, result.skipped, result.dry_run) == (2, 1, 1, True)
     assert store.patches == []
     assert result.to_json()["dryRun"] is True
@@ -134,7 +135,7 @@ def test_one_failing_flow_never_stops_the_others(caplog: pytest.LogCaptureFixtur
     )
     store.broken.add("broken")
     with caplog.at_level(logging.INFO, logger="adf.heartbeat"):
-        result = asyncio.run(ping(store, NOW))
+        result = asyncio.run(Marker(store).ping(NOW))
     assert (result.due, result.triggered, result.failed) == (6, 5, 2)
     assert {name for _, name, _ in store.patches} == {f"ok-{i}" for i in range(5)}
     assert "DataFlow shop/broken: could not be patched" in caplog.text
@@ -144,7 +145,7 @@ def test_one_failing_flow_never_stops_the_others(caplog: pytest.LogCaptureFixtur
 def test_conflict_reads_again_and_skips_a_slot_someone_else_marked() -> None:
     store = MemoryFlowStore(flow_body("sync", EVERY_5M))
     store.interfere["sync"] = marks("2026-05-01T10:05:00Z")  # a concurrent ping got there first
-    result = asyncio.run(ping(store, NOW))
+    result = asyncio.run(Marker(store).ping(NOW))
     assert (result.due, result.triggered, result.skipped) == (1, 0, 1)
     assert store.patches == []
 
@@ -152,7 +153,7 @@ def test_conflict_reads_again_and_skips_a_slot_someone_else_marked() -> None:
 def test_conflict_with_an_unrelated_write_still_triggers() -> None:
     store = MemoryFlowStore(flow_body("sync", EVERY_5M))
     store.interfere["sync"] = {"example.com/touched": "yes"}  # e.g. the operator wrote status
-    result = asyncio.run(ping(store, NOW))
+    result = asyncio.run(Marker(store).ping(NOW))
     assert (result.triggered, result.failed) == (1, 0)
     assert store.patches == [("shop", "sync", marks("2026-05-01T10:05:00Z", missed=12))]
 
@@ -160,7 +161,7 @@ def test_conflict_with_an_unrelated_write_still_triggers() -> None:
 def test_flow_deleted_during_the_ping_is_not_counted() -> None:
     store = MemoryFlowStore(flow_body("gone", EVERY_5M), flow_body("sync", EVERY_5M))
     store.delete_before_patch.add("gone")
-    result = asyncio.run(ping(store, NOW))
+    result = asyncio.run(Marker(store).ping(NOW))
     assert (result.due, result.triggered, result.failed) == (1, 1, 0)
 
 
@@ -169,10 +170,41 @@ def test_twenty_concurrent_pings_trigger_each_slot_once() -> None:
     store = MemoryFlowStore(*flows, flow_body("paused", EVERY_5M, suspend=True))
 
     async def twenty() -> list[PingResult]:
-        return await asyncio.gather(*(ping(store, NOW, concurrency=4) for _ in range(20)))
+        # 20 markers: like 20 heartbeat replicas, they only share the API's preconditions
+        return await asyncio.gather(*(Marker(store, 4).ping(NOW) for _ in range(20)))
 
     results = asyncio.run(twenty())
     assert sum(r.triggered for r in results) == 30
     assert all(r.due == 31 and r.failed == 0 for r in results)
     assert len(store.patches) == 30
     assert len({name for _, name, _ in store.patches}) == 30
+
+
+class SlowStore(MemoryFlowStore):
+    """Each patch takes a while, like a busy API server."""
+
+    async def patch_annotations(
+        self, namespace: str, name: str, resource_version: str, annotations: dict[str, str]
+    ) -> bool:
+        await asyncio.sleep(0.05)
+        return await super().patch_annotations(namespace, name, resource_version, annotations)
+
+
+def test_reply_comes_within_the_budget_and_the_rest_is_marked_in_the_background() -> None:
+    store = SlowStore(*(flow_body(f"flow-{i}", EVERY_5M) for i in range(20)))
+    finished: list[str] = []
+
+    async def scenario() -> tuple[PingResult, PingResult]:
+        marker = Marker(store, concurrency=2, on_done=finished.append)
+        first = await marker.ping(NOW, answer_within=0.12)
+        second = await marker.ping(NOW)  # the in-flight flows are not patched twice
+        await marker.drain()
+        return first, second
+
+    first, second = asyncio.run(scenario())
+    assert first.due == 20 and first.pending > 0
+    assert first.triggered + first.pending == 20
+    assert first.to_json()["flowsPending"] == first.pending
+    assert (second.due, second.triggered) == (20, 0)
+    assert finished == ["triggered"] * first.pending
+    assert sorted(name for _, name, _ in store.patches) == sorted(f"flow-{i}" for i in range(20))

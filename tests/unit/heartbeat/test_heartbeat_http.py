@@ -92,6 +92,7 @@ def test_ping_marks_the_due_flows_and_replies_with_counts() -> None:
         "flowsTriggered": 1,
         "flowsSkipped": 1,
         "flowsFailed": 0,
+        "flowsPending": 0,
         "timestamp": "2026-05-01T10:05:30Z",
     }
     assert [name for _, name, _ in store.patches] == ["due"]
