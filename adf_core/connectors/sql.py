@@ -84,6 +84,13 @@ if TYPE_CHECKING:
 
 STATE_TABLE = "adf_state"
 COPY_TEXT = "postgresql-copy-text"  # raw batch format: COPY text rows, then the client encoding
+SQLITE_NATIVE = "sqlite-native"  # raw batch format: rows of SQLite's stored values
+
+
+class NativeRows(list[Any]):
+    """Rows as SQLite stores them (dates as text…): written back without any conversion."""
+
+
 STAGING_SUFFIX = "__adf_new"
 
 
@@ -367,9 +374,12 @@ class SqlSource(Source[SqlSourceSpec]):
         return value
 
     def raw_format(self) -> str | None:
-        if self._engine is None or self._engine.dialect.driver != "psycopg":
+        if self._engine is None or self._conn is None:
             return None
-        assert self._conn is not None
+        if self._engine.dialect.driver == "pysqlite":
+            return SQLITE_NATIVE
+        if self._engine.dialect.driver != "psycopg":
+            return None
         return f"{COPY_TEXT}:{_psycopg(self._conn).info.encoding}"
 
     def read(self, request: ReadRequest) -> Iterator[Batch]:
@@ -381,15 +391,21 @@ class SqlSource(Source[SqlSourceSpec]):
         source = f"sql:{self.spec.table or 'query'}"
         raw = request.raw_format is not None and all(p < visible for p in self._positions)
         try:
-            if raw:
+            if raw and request.raw_format != SQLITE_NATIVE:
                 yield from self._copy_out(stmt, request.after, source)
                 return
-            for rows in self._stream(stmt):
+            native = raw and request.raw_format == SQLITE_NATIVE
+            stored = self._storage_to_python(stmt) if native else None
+            for rows in self._stream(stmt, native=native):
                 watermark = None
                 if wm_get is not None and rows:
                     value = wm_get(rows[-1])
-                    watermark = Watermark(*value) if with_tie else Watermark(value)
-                    watermark = _not_behind(watermark, request.after)
+                    values = value if with_tie else (value,)
+                    if stored is not None:  # only the last row of a native batch is converted
+                        values = tuple(
+                            f(v) if f else v for f, v in zip(stored, values, strict=True)
+                        )
+                    watermark = _not_behind(Watermark(*values), request.after)
                 if len(rows) and len(rows[0]) != visible:
                     rows = [r[:visible] for r in rows]
                 yield Batch(self._names, rows, source, watermark, self.key_columns)
@@ -400,7 +416,18 @@ class SqlSource(Source[SqlSourceSpec]):
                 f"reading the source failed: a value does not fit its column: {exc}"
             ) from None
 
-    def _stream(self, stmt: Any) -> Iterator[list[Row]]:
+    def _storage_to_python(self, stmt: Any) -> list[Callable[[Any], Any] | None]:
+        """SQLAlchemy's result processors of the watermark columns (stored text → datetime…)."""
+        assert self._engine is not None
+        dialect = self._engine.dialect
+        columns = list(stmt.selected_columns)
+        return [
+            columns[p].type.dialect_impl(dialect).result_processor(dialect, None)
+            for p in self._positions
+        ]
+
+    def _stream(self, stmt: Any, *, native: bool = False) -> Iterator[list[Row]]:
+        """Batches of rows; ``native`` keeps SQLite's stored values (no SQLAlchemy processing)."""
         assert self._conn is not None and self._engine is not None
         size = self.spec.batch_size
         if self._engine.dialect.driver == "psycopg":
@@ -414,6 +441,13 @@ class SqlSource(Source[SqlSourceSpec]):
                     yield rows
             return
         with self._conn.begin():
+            if native:
+                # The driver's own rows (SQLite's cursor streams by itself): SQLAlchemy binds the
+                # parameters and must not buffer, or its read-ahead would be lost here.
+                cursor = self._conn.execute(stmt).cursor
+                while native_rows := cursor.fetchmany(size):
+                    yield NativeRows(native_rows)
+                return
             result = self._conn.execution_options(stream_results=True, max_row_buffer=size).execute(
                 stmt
             )
@@ -648,9 +682,12 @@ class SqliteWriter:
     ) -> int:
         dialect = conn.dialect
         procs = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
-        if any(procs):
-            pairs = list(enumerate(procs))
-            rows = [tuple(p(r[i]) if p else r[i] for i, p in pairs) for r in rows]
+        if any(procs) and rows and not isinstance(rows, NativeRows):
+            values = list(zip(*rows, strict=True))  # column-wise: map() per column at C speed
+            for i, proc in enumerate(procs):
+                if proc is not None:
+                    values[i] = tuple(map(proc, values[i]))
+            rows = list(zip(*values, strict=True))
         raw = conn.connection.dbapi_connection
         assert raw is not None
         cur = raw.cursor()
@@ -797,10 +834,14 @@ class SqlSink(Sink[SqlSinkSpec]):
         return self.spec.mode
 
     def raw_formats(self) -> frozenset[str]:
-        if not isinstance(self._writer, PostgresWriter) or self._table is None:
+        if self._table is None:
             return frozenset()  # raw rows cannot create a table: its types come from values
-        assert self._conn is not None
-        return frozenset({f"{COPY_TEXT}:{_psycopg(self._conn).info.encoding}"})
+        if isinstance(self._writer, SqliteWriter):
+            return frozenset({SQLITE_NATIVE})
+        if isinstance(self._writer, PostgresWriter):
+            assert self._conn is not None
+            return frozenset({f"{COPY_TEXT}:{_psycopg(self._conn).info.encoding}"})
+        return frozenset()
 
     def open(self) -> None:
         self.url = parse_url(self.spec.url.resolve(), "spec.sink.sql.url")
