@@ -16,6 +16,7 @@ import functools
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -56,6 +57,10 @@ PROCESS_ORDER = ("podrunner", "kube-controller-manager", "kube-apiserver", "etcd
 
 class ControlPlaneError(RuntimeError):
     """The control plane could not be started; the message names the log to read."""
+
+
+class ProcessExited(ControlPlaneError):
+    """A component exited while starting, most often because a port picked as free was taken."""
 
 
 def versions() -> dict[str, str]:
@@ -290,8 +295,24 @@ class ControlPlane:
     ) -> None:
         self.stop()
 
-    def start(self, timeout: float = 120.0) -> None:
-        """Start everything and return once the API is ready and the pod runner's node is Ready."""
+    def start(self, timeout: float = 120.0, attempts: int = 3) -> None:
+        """Start everything and return once the API is ready and the pod runner's node is Ready.
+
+        A fresh cluster every time (etcd data and pod folders are wiped). Free ports are picked
+        before the processes bind them, so a concurrent instance can steal one: retried.
+        """
+        if self.attached:
+            atexit.register(self.stop)
+            _stop_on_sigterm()
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start(timeout)
+                return
+            except ProcessExited:
+                if attempt == attempts:
+                    raise
+
+    def _start(self, timeout: float) -> None:
         bins = binary_paths()
         missing = [str(p) for p in bins.values() if not p.exists()]
         if missing:
@@ -299,10 +320,9 @@ class ControlPlane:
                 f"missing {', '.join(missing)}: run `bash devcluster/build.sh` and "
                 "`bash devcluster/install-tools.sh` (or `python -m devcluster build`)"
             )
-        if self.attached:
-            atexit.register(self.stop)
-            _stop_on_sigterm()
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        for stale in ("etcd", "pods"):
+            shutil.rmtree(self.state_dir / stale, ignore_errors=True)
         pki = self.state_dir / "pki"
         try:
             write_pki(pki)
@@ -471,7 +491,7 @@ class ControlPlane:
         while True:
             for name, pid in self.pids.items():
                 if not pid_alive(pid):
-                    raise ControlPlaneError(f"{name} exited; see {self.log_dir / (name + '.log')}")
+                    raise ProcessExited(f"{name} exited; see {self.log_dir / (name + '.log')}")
             with contextlib.suppress(OSError, ValueError, KeyError):
                 if ready():
                     return
