@@ -1,9 +1,16 @@
-"""Look-ups over rendered chart objects, shared by the chart tests."""
+"""The chart under test and look-ups over its rendered objects, shared by the chart tests.
+
+(Imported as `chart_helpers`, never from `conftest`: several test folders have a conftest.)
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+CHART = Path(__file__).resolve().parents[3] / "charts" / "active-data-flow"
+RELEASE = "adf"
+NAMESPACE = "adf-system"
 Objects = list[dict[str, Any]]
 
 

@@ -13,14 +13,9 @@ from typing import Any
 
 import pytest
 import yaml
+from chart_helpers import CHART, NAMESPACE, RELEASE, Objects
 
 from devcluster.controlplane import binary_paths, versions
-
-CHART = Path(__file__).resolve().parents[3] / "charts" / "active-data-flow"
-RELEASE = "adf"
-NAMESPACE = "adf-system"
-
-Objects = list[dict[str, Any]]
 
 
 def helm_binary() -> Path:

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 import typer
-from chart_helpers import Objects, containers, workloads
-from conftest import CHART
+from chart_helpers import CHART, Objects, containers, workloads
 
 import adf_core.cli
 from adf_operator.__main__ import cli as operator_cli

@@ -12,8 +12,18 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_helpers import Objects, containers, find, one, pod_spec, rules, workloads
-from conftest import CHART, NAMESPACE, RELEASE
+from chart_helpers import (
+    CHART,
+    NAMESPACE,
+    RELEASE,
+    Objects,
+    containers,
+    find,
+    one,
+    pod_spec,
+    rules,
+    workloads,
+)
 
 Render = Callable[..., Objects]
 PREFIX = f"{RELEASE}-active-data-flow"
