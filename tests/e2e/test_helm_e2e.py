@@ -230,7 +230,8 @@ def test_helm_install_run_upgrade_uninstall(
     token_file.write_text(token)
     wait_for_slot(kubectl, namespace, flows, wait_for)
     reply = ping(url, token_file)
-    assert reply["flowsTriggered"] == 2, reply
+    # Patches slower than the heartbeat's answer budget finish after the reply (flowsPending).
+    assert reply["flowsTriggered"] + reply.get("flowsPending", 0) == 2, reply
 
     for flow in flows:
         wait_for(lambda f=flow: succeeded_runs(kubectl, namespace, f), timeout=120,
