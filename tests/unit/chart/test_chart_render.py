@@ -128,13 +128,17 @@ def test_operator_deployment(render: Render) -> None:
     [c] = containers(operator)
     assert c["command"] == ["python", "-m", "adf_operator"]
     assert c["args"] == ["--liveness=http://0.0.0.0:8080/healthz"]
-    assert c["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
+    assert c["ports"] == [
+        {"name": "health", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+    ]
     for probe in ("livenessProbe", "readinessProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     env = env_of(c)
     assert env["ADF_NAMESPACES"] == ""
     assert env["ADF_DEFAULT_IMAGE"] == "active-data-flow:0.1.0"
     assert env["ADF_LOG_FORMAT"] == "full"
+    assert env["ADF_METRICS_PORT"] == "9090" and env["ADF_METRICS_ADDR"] == "0.0.0.0"
     assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
 
 
@@ -291,18 +295,28 @@ def test_existing_secret_is_used_and_none_is_created(render: Render) -> None:
         assert volume["secret"]["items"] == [{"key": "t", "path": "token"}]
 
 
-def test_service_monitor(render: Render) -> None:
+def test_service_monitors(render: Render) -> None:
     assert not find(render(), "ServiceMonitor")
     objects = render(VALUE_SETS["servicemonitor"])
-    monitor = one(objects, "ServiceMonitor", HEARTBEAT)
-    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    assert monitor["metadata"]["labels"]["release"] == "prom"
-    service = one(objects, "Service", HEARTBEAT)
-    assert (
-        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
-    )
-    assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
-    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert {m["metadata"]["name"] for m in find(objects, "ServiceMonitor")} == {HEARTBEAT, OPERATOR}
+    for name in (HEARTBEAT, OPERATOR):
+        monitor = one(objects, "ServiceMonitor", name)
+        assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        assert monitor["metadata"]["labels"]["release"] == "prom"
+        service = one(objects, "Service", name)
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= service["metadata"]["labels"].items()
+        [endpoint] = monitor["spec"]["endpoints"]
+        assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+        assert endpoint["path"] == "/metrics"
+
+
+def test_operator_metrics_can_be_switched_off(render: Render) -> None:
+    objects = render({"operator": {"metrics": {"port": 0}}, "serviceMonitor": {"enabled": True}})
+    [c] = containers(one(objects, "Deployment", OPERATOR))
+    assert "ADF_METRICS_PORT" not in env_of(c)
+    assert [p["name"] for p in c["ports"]] == ["health"]
+    assert not find(objects, "Service", OPERATOR) and not find(objects, "ServiceMonitor", OPERATOR)
 
 
 def test_without_heartbeat_only_the_operator_remains(render: Render) -> None:
