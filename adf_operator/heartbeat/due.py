@@ -183,6 +183,9 @@ class Marker:
     async def ping(
         self, now: datetime, *, dry_run: bool = False, answer_within: float | None = None
     ) -> PingResult:
+        """One ping; ``answer_within`` counts from the start, the flow list included."""
+        loop = asyncio.get_running_loop()
+        deadline = None if answer_within is None else loop.time() + answer_within
         flows = await self.store.list_flows()
         tasks: list[asyncio.Task[tuple[bool, Outcome]]] = []
         busy = 0
@@ -197,9 +200,8 @@ class Marker:
             if not dry_run:
                 self._in_flight[key] = task
                 task.add_done_callback(functools.partial(self._finished, key))
-        done, pending = (
-            await asyncio.wait(tasks, timeout=answer_within) if tasks else (set(), set())
-        )
+        timeout = None if deadline is None else max(deadline - loop.time(), 0.05)
+        done, pending = await asyncio.wait(tasks, timeout=timeout) if tasks else (set(), set())
         outcomes = [task.result() for task in done]
         for task in pending:  # its outcome goes to on_done, not into this reply
             task.add_done_callback(self._report)
