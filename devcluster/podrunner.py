@@ -712,18 +712,24 @@ class PodWorker(threading.Thread):
                     continue
                 raise
             prefix = source.get("prefix", "")
-            env.update({prefix + k: v.decode(errors="replace") for k, v in data.items()})
+            env.update(
+                {
+                    prefix + k: self.paths.rewrite(v.decode(errors="replace"))
+                    for k, v in data.items()
+                }
+            )
         for var in c.get("env", []):
             if "valueFrom" in var:
                 value = self._value_from(var["valueFrom"])
                 if value is None:
                     continue
-                env[var["name"]] = value
+                env[var["name"]] = self.paths.rewrite(value)
             else:
-                env[var["name"]] = expand(var.get("value", ""), env)
-        env = {k: self.paths.rewrite(v) for k, v in env.items()}
+                env[var["name"]] = expand(self.paths.rewrite(var.get("value", "")), env)
+        # Rewrite before expanding: expanded values are rewritten already (and the base
+        # environment, pointing into the state folder, must never be).
         argv = [
-            self.paths.rewrite(expand(a, env))
+            expand(self.paths.rewrite(a), env)
             for a in (c.get("command") or [os.environ.get("ADF_POD_RUNNER_ENTRYPOINT", "adf")])
             + c.get("args", [])
         ]

@@ -269,9 +269,11 @@ def test_pod_gets_env_mounts_and_a_kubeconfig_for_its_service_account(
                         "sh",
                         "-c",
                         'cat /etc/settings/greeting; echo " $PASSWORD $POD_NS"; '
-                        'echo "kubeconfig=$KUBECONFIG"',
+                        'cat "$GREETING_FILE"; echo; echo "kubeconfig=$KUBECONFIG"',
                     ],
                     "env": [
+                        {"name": "SETTINGS_DIR", "value": "/etc/settings"},
+                        {"name": "GREETING_FILE", "value": "$(SETTINGS_DIR)/greeting"},
                         {
                             "name": "PASSWORD",
                             "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}},
@@ -292,7 +294,7 @@ def test_pod_gets_env_mounts_and_a_kubeconfig_for_its_service_account(
         what="the pod to succeed",
     )
     output = pod_output(namespace, "env-check")
-    assert f"hello s3cret {namespace}" in output
+    assert f"hello s3cret {namespace}\nhello\n" in output  # mount paths in args and env mapped
     pod_kubeconfig = output.split("kubeconfig=")[1].strip()
     as_pod = Kubectl(Path(pod_kubeconfig))
     whoami = json.loads(as_pod.run("auth", "whoami", "-o", "json"))
