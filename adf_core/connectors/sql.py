@@ -597,22 +597,86 @@ class RawCopy:
         return self.count
 
 
+# PostgreSQL type oid -> the Python types its binary COPY dumper takes exactly. A batch whose
+# values all match goes as binary COPY (about twice as fast to format); anything else as text,
+# which the server parses (an int into numeric, an ISO string into a timestamp, …).
+_BINARY_SAFE: dict[int, tuple[type, ...]] = {
+    16: (bool,),
+    20: (int,),
+    21: (int,),
+    23: (int,),
+    25: (str,),
+    1042: (str,),
+    1043: (str,),
+    700: (float,),
+    701: (float,),
+    1700: (Decimal,),
+    1082: (date,),
+    1114: (datetime,),
+    1184: (datetime,),
+}
+
+
 class PostgresWriter:
     """COPY straight into the table (append) or into a temporary staging table (upsert)."""
 
-    def _copy(self, conn: Connection, target: str, cols: str, rows: list[Row] | RawCopy) -> None:
-        with _psycopg(conn).cursor() as cur, cur.copy(f"COPY {target} ({cols}) FROM STDIN") as copy:
+    def __init__(self) -> None:
+        self._oids: dict[str, dict[str, int]] = {}
+
+    def _column_oids(self, conn: Connection, table: Table) -> dict[str, int]:
+        _, name = _quoted(conn, table)
+        if name not in self._oids:
+            found = conn.exec_driver_sql(
+                "SELECT attname, atttypid FROM pg_attribute "
+                "WHERE attrelid = %(t)s::regclass AND attnum > 0 AND NOT attisdropped",
+                {"t": name},
+            )
+            self._oids[name] = {str(n): int(oid) for n, oid in found}
+        return self._oids[name]
+
+    def _binary_types(
+        self, conn: Connection, table: Table, columns: Sequence[str], rows: list[Row]
+    ) -> list[int] | None:
+        """The columns' oids when every value suits binary COPY, else None (use text)."""
+        oids = self._column_oids(conn, table)
+        types = [oids.get(c, 0) for c in columns]
+        for oid, values in zip(types, zip(*rows, strict=True), strict=True):
+            allowed = _BINARY_SAFE.get(oid)
+            if allowed is None or not set(map(type, values)) <= {*allowed, type(None)}:
+                return None
+            if oid in (1114, 1184):  # timestamp wants naive datetimes, timestamptz aware ones
+                sample = next((v for v in values if v is not None), None)
+                if sample is not None and (sample.tzinfo is None) != (oid == 1114):
+                    return None
+        return types
+
+    def _copy(
+        self, conn: Connection, table: Table, target: str, columns: Sequence[str],
+        rows: list[Row] | RawCopy,
+    ) -> None:  # fmt: skip
+        q = conn.dialect.identifier_preparer.quote
+        statement = f"COPY {target} ({', '.join(map(q, columns))}) FROM STDIN"
+        binary = (
+            None
+            if isinstance(rows, RawCopy) or not rows
+            else self._binary_types(conn, table, columns, rows)
+        )
+        if binary is not None:
+            statement += " (FORMAT BINARY)"
+        with _psycopg(conn).cursor() as cur, cur.copy(statement) as copy:
             if isinstance(rows, RawCopy):
                 copy.write(rows.data)
                 return
+            if binary is not None:
+                copy.set_types(binary)
             for row in rows:
                 copy.write_row(row)
 
     def insert(
         self, conn: Connection, table: Table, columns: Sequence[str], rows: list[Row] | RawCopy
     ) -> int:
-        q, name = _quoted(conn, table)
-        self._copy(conn, name, ", ".join(map(q, columns)), _jsonb(table, columns, rows))
+        _, name = _quoted(conn, table)
+        self._copy(conn, table, name, columns, _jsonb(table, columns, rows))
         return len(rows)
 
     def upsert(
@@ -640,7 +704,7 @@ class PostgresWriter:
         else:
             rows = _dedupe(columns, rows, keys)
             select = f"SELECT {cols} FROM {stage}"
-        self._copy(conn, stage, cols, _jsonb(table, columns, rows))
+        self._copy(conn, table, stage, columns, _jsonb(table, columns, rows))
         others = [c for c in columns if c not in keys]
         if others:
             sets = ", ".join(f"{q(c)} = EXCLUDED.{q(c)}" for c in others)
