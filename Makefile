@@ -5,12 +5,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+HELM = $(shell $(PY) -c 'from devcluster.controlplane import binary_paths; print(binary_paths()["helm"])')
 
 .DEFAULT_GOAL := help
-.PHONY: help install test unit lint typecheck crds check-crds demo bench cluster-up cluster-down cluster-env cluster-build
+.PHONY: help install test unit lint crds check-crds manifests check-manifests chart-lint demo demo-local \
+	bench e2e e2e-kind cluster-up cluster-down cluster-env cluster-build
 
 help: ## Show this help
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,11 +28,21 @@ lint: $(STAMP) ## ruff, mypy and the import contract (adf_core never imports the
 	$(VENV)/bin/mypy adf_core adf_operator
 	$(VENV)/bin/lint-imports
 
-crds: $(STAMP) ## Regenerate the CRDs in manifests/crds from the pydantic models
+crds: $(STAMP) ## Regenerate the CRDs (manifests/crds, the chart's crds/, manifests/install)
 	$(VENV)/bin/adf crds --output-dir manifests/crds
+	$(PY) scripts/render_manifests.py
 
 check-crds: $(STAMP) ## Fail when the committed CRDs differ from the models
 	$(VENV)/bin/adf crds --check --output-dir manifests/crds
+
+manifests: $(STAMP) ## Render manifests/install and the chart's crds/ from the chart and manifests/crds
+	$(PY) scripts/render_manifests.py
+
+check-manifests: $(STAMP) ## Fail when manifests/install or the chart's crds/ are stale
+	$(PY) scripts/render_manifests.py --check
+
+chart-lint: $(STAMP) cluster-build ## helm lint --strict with every value set in charts/active-data-flow/ci
+	for f in charts/active-data-flow/ci/*-values.yaml; do $(HELM) lint --strict charts/active-data-flow -f $$f || exit 1; done
 
 unit: $(STAMP) ## Unit tests only (SQLite, pure functions)
 	$(VENV)/bin/pytest -m "not postgres and not integration and not e2e"
@@ -38,14 +50,23 @@ unit: $(STAMP) ## Unit tests only (SQLite, pure functions)
 test: $(STAMP) ## Everything: lint, CRD drift, unit, PostgreSQL, control-plane integration
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check .
-	$(MAKE) --no-print-directory check-crds
+	$(MAKE) --no-print-directory check-crds check-manifests
 	$(VENV)/bin/pytest
 
-demo: $(STAMP) ## Run the example flow locally on SQLite and show the result
+demo: $(STAMP) cluster-build ## The whole stack on the local control plane with SQLite source and sink
+	$(PY) scripts/demo_cluster.py
+
+demo-local: $(STAMP) ## The engine alone: the example flow on SQLite through `adf run`, no cluster
 	$(PY) -m adf_core.demo
 
 bench: $(STAMP) ## Throughput and memory against the baselines (needs PostgreSQL)
 	$(PY) -m bench
+
+e2e: $(STAMP) cluster-build ## helm install on the local control plane; flows run end to end
+	$(VENV)/bin/pytest tests/e2e
+
+e2e-kind: ## The same checks on a kind cluster (needs Docker, kind, kubectl, helm)
+	bash scripts/e2e_kind.sh
 
 cluster-build: ## Build (or reuse) etcd, kube-apiserver, kube-controller-manager, kubectl, helm
 	bash devcluster/build.sh
