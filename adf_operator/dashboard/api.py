@@ -134,15 +134,12 @@ async def flow_summaries(
 ) -> list[views.FlowSummary]:
     """The flows list, filtered; one list call for flows and one for runs per namespace."""
     flows = await cluster.list_flows(namespace)
-    runs = {
-        (r["metadata"]["namespace"], r["metadata"]["name"]): r
-        for r in await cluster.list_runs(namespace)
-    }
-    summaries = []
-    for flow in flows:
-        ns = flow["metadata"]["namespace"]
-        by_name = {name: run for (run_ns, name), run in runs.items() if run_ns == ns}
-        summaries.append(views.flow_summary(flow, by_name))
+    runs: dict[str, dict[str, Any]] = {}
+    for run in await cluster.list_runs(namespace):
+        runs.setdefault(run["metadata"]["namespace"], {})[run["metadata"]["name"]] = run
+    summaries = [
+        views.flow_summary(flow, runs.get(flow["metadata"]["namespace"], {})) for flow in flows
+    ]
     return views.sort_flows([s for s in summaries if views.matches_phase(s, phase)])
 
 

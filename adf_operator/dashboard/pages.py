@@ -173,9 +173,11 @@ async def flows_page(request: web.Request) -> web.Response:
         namespace, phase = api.list_filters({k: v for k, v in request.query.items() if v})
     except api.Problem as exc:
         raise PageError(400, "Bad filter", exc.message) from None
-    cluster = request.app[api.CLUSTER]
-    flows = await api.flow_summaries(cluster, namespace, phase)
-    namespaces = sorted({f["metadata"]["namespace"] for f in await cluster.list_flows()})
+    everything = await api.flow_summaries(request.app[api.CLUSTER], None, None)
+    namespaces = sorted({f.namespace for f in everything})  # the filter's choices
+    flows = [
+        f for f in everything if namespace in (None, f.namespace) and views.matches_phase(f, phase)
+    ]
     return render(
         request,
         "flows.html",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 from cron_descriptor import Options, get_description
@@ -157,13 +158,17 @@ def schedule_words(schedule: Mapping[str, Any] | None) -> str:
         return "Manual only"
     if schedule.get("every"):
         return f"Every {_interval_words(str(schedule['every']))}"
-    cron = str(schedule.get("cron", ""))
     zone = str(schedule.get("timeZone") or "UTC")
+    return f"{_cron_words(str(schedule.get('cron', '')))} ({zone})"
+
+
+@lru_cache(maxsize=1024)
+def _cron_words(cron: str) -> str:
+    """Cached: cron-descriptor loads its translations on every call (about 1 ms each)."""
     try:
-        words = get_description(cron, Options())
+        return str(get_description(cron, Options()))
     except Exception:  # cron-descriptor raises its own types, and ValueError on odd fields
-        words = f"cron {cron}"
-    return f"{words} ({zone})"
+        return f"cron {cron}"
 
 
 def _interval_words(every: str) -> str:
