@@ -208,3 +208,15 @@ def test_page_actions_redirect_with_a_notice(base: str, shop: str, kubectl: Kube
     assert done.status_code == 200 and "Suspended: no new runs are scheduled." in done.text
     assert kubectl.get("dataflow", "product-sync", "-n", shop)["spec"]["suspend"] is True
     assert "Resume" in done.text
+
+
+def test_a_dashboard_for_some_namespaces_sees_nothing_else(
+    control_plane: ControlPlane, kubectl: Kubectl, shop: str
+) -> None:
+    app = build_app(kube_api_client(control_plane.kubeconfig_path), namespaces=("elsewhere",))
+    with serve(app) as url:
+        assert api(url, "/dataflows").json() == {"items": []}
+        assert api(url, f"/dataflows?namespace={shop}").json() == {"items": []}
+        assert api(url, f"/dataflows/{shop}/product-sync").status_code == 404
+        assert api(url, f"/dataflows/{shop}/product-sync/suspend", "POST").status_code == 404
+    assert kubectl.get("dataflow", "product-sync", "-n", shop)["spec"].get("suspend") is not True
