@@ -139,43 +139,24 @@ class Batch:
                 yield Typed(data, self.source, key, cursor, self.schema)
 
     @classmethod
-    def from_dicts(
-        cls, records: list[dict[str, Any]], *, like: Batch, columns: Sequence[str] | None = None
-    ) -> Batch:
+    def from_dicts(cls, records: list[dict[str, Any]], *, like: Batch) -> Batch:
         """Rebuild a tuple batch from dicts (after Python steps), keeping ``like``'s metadata.
 
         Columns are those of the first record plus any that later records add; a record lacking
         a column gives NULL there.
         """
-        if columns is None:
-            columns = _union_columns(records)
-        cols = tuple(columns)
-        rows: list[Row]
-        if not records:
-            rows = []
-        elif len(cols) == 1:
-            (only,) = cols
-            rows = [(r.get(only),) for r in records]
-        else:
-            try:  # the common case: every record has exactly these keys (C-speed)
+        cols = tuple(records[0]) if records else ()
+        rows: list[Row] = [() for _ in records]
+        if cols:
+            try:  # the common case: every record has exactly the first one's keys (C speed)
                 if sum(map(len, records)) != len(cols) * len(records):
                     raise KeyError
-                rows = list(map(itemgetter(*cols), records))
+                values = map(itemgetter(*cols), records)
+                rows = list(values) if len(cols) > 1 else [(v,) for v in values]
             except KeyError:
+                cols = tuple(dict.fromkeys(c for r in records for c in r))
                 rows = [tuple(r.get(c) for c in cols) for r in records]
         return cls(cols, rows, like.source, like.watermark, like.key_columns, like.schema)
-
-
-def _union_columns(records: list[dict[str, Any]]) -> list[str]:
-    if not records:
-        return []
-    first = records[0].keys()
-    if all(r.keys() == first for r in records):
-        return list(first)
-    seen: dict[str, None] = {}
-    for record in records:
-        seen.update(dict.fromkeys(record))
-    return list(seen)
 
 
 def row_key(data: dict[str, Any], key_columns: Sequence[str], index: int) -> str:
