@@ -34,6 +34,7 @@ RowFunction = Callable[[Record], Any]
 StepFailures = list[tuple[int, str]]  # (source row position, message)
 RowStep = Callable[[list[Record], list[int]], StepFailures]
 TRANSFORMS_PATH_ENV = "ADF_TRANSFORMS_PATH"
+CONFIG_MAP_ROOT = "/etc/adf/transforms"
 
 
 def constant(value: SetValue, run_start: datetime) -> Any:
@@ -43,6 +44,8 @@ def constant(value: SetValue, run_start: datetime) -> Any:
 def load_callable(step: PythonStep, field: str, base_dir: Path | None = None) -> RowFunction:
     """Import ``module:function``; an unimportable or non-callable target is a ConnectionFailure."""
     dirs = [str((base_dir or Path.cwd()) / step.path)] if step.path else []
+    if step.config_map:  # where the operator mounts it, in case ADF_TRANSFORMS_PATH is not set
+        dirs.append(f"{CONFIG_MAP_ROOT}/{step.config_map}")
     dirs += [d for d in os.environ.get(TRANSFORMS_PATH_ENV, "").split(os.pathsep) if d]
     for directory in reversed(dirs):
         if directory not in sys.path:
