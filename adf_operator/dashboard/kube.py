@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
@@ -44,18 +43,6 @@ class Cluster:
         self._batch = client.BatchV1Api(api_client)
         self._core = client.CoreV1Api(api_client)
         self.namespaces: tuple[str, ...] = tuple(dict.fromkeys(namespaces))
-
-    @classmethod
-    def connect(cls, namespaces: Sequence[str] = (), kubeconfig: Path | None = None) -> Cluster:
-        """Load the kubeconfig ($KUBECONFIG, ~/.kube/config) or the in-cluster ServiceAccount."""
-        configuration = client.Configuration()
-        if kubeconfig is not None:
-            config.load_kube_config(  # type: ignore[no-untyped-call]
-                str(kubeconfig), client_configuration=configuration
-            )
-        else:
-            config.load_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        return cls(client.ApiClient(configuration), namespaces)
 
     def watched(self, namespace: str) -> bool:
         return not self.namespaces or namespace in self.namespaces

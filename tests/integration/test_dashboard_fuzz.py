@@ -67,6 +67,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
             "--report-junit-path",
             str(report),
         ],
+        cwd=tmp_path,  # schemathesis keeps state in ./.schemathesis
         capture_output=True,
         text=True,
         timeout=840,
