@@ -210,6 +210,7 @@ def launch_run(body: Body, config: OperatorConfig, at: datetime) -> None:
         lambda s: (
             s if s.job_name else s.model_copy(update={"phase": "Pending", "job_name": job_name})
         ),
+        body,
     )
 
 
@@ -234,7 +235,7 @@ def follow_run(namespace: str, name: str, at: datetime) -> None:
     job_name = (run.get("status") or {}).get("jobName") or names.job_name(name)
     job = kube.get_job(namespace, job_name)
     pods = kube.list_run_pods(namespace, name) if job is not None else []
-    _write_run(namespace, name, lambda s: runs.observe(s, job, pods, at))
+    _write_run(namespace, name, lambda s: runs.observe(s, job, pods, at), run)
 
 
 def cancel_run(namespace: str, name: str, message: str, at: datetime) -> None:
@@ -244,13 +245,17 @@ def cancel_run(namespace: str, name: str, message: str, at: datetime) -> None:
 
 
 def _write_run(
-    namespace: str, name: str, compute: Callable[[DataFlowRunStatus], DataFlowRunStatus]
+    namespace: str,
+    name: str,
+    compute: Callable[[DataFlowRunStatus], DataFlowRunStatus],
+    run: Body | None = None,
 ) -> None:
     """Apply `compute` to the run's stored status, conditionally on its resourceVersion, and act
-    on a phase change (events, the flow's status, history pruning) exactly once."""
+    on a phase change (events, the flow's status, history pruning) exactly once. `run` is a
+    recent copy to try first; after a conflict the run is read again."""
     with _locks.hold("run", namespace, name):
         for _ in range(CONFLICT_RETRIES):
-            run = kube.get_object(names.RUN_PLURAL, namespace, name)
+            run = run or kube.get_object(names.RUN_PLURAL, namespace, name)
             if run is None:
                 return
             old = DataFlowRunStatus.model_validate(run.get("status") or {})
@@ -264,6 +269,7 @@ def _write_run(
                 )
             except ApiException as exc:
                 if exc.status == kube.CONFLICT:
+                    run = None
                     continue
                 raise
             if new.phase != old.phase:

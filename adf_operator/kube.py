@@ -22,6 +22,7 @@ from adf_operator import names
 Body = dict[str, Any]
 CONFLICT = 409
 NOT_FOUND = 404
+POOL_SIZE = 64  # above the operator's handler threads (ADF_WORKERS, default 20)
 
 
 @cache
@@ -34,7 +35,11 @@ def api() -> client.ApiClient:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     else:
         config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # type: ignore[no-untyped-call]
-    return client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    # One connection per handler thread: a full pool discards connections, and every request
+    # beyond it pays a new TLS handshake.
+    configuration.connection_pool_maxsize = POOL_SIZE
+    return client.ApiClient(configuration)
 
 
 def _json(response: Any) -> Body:

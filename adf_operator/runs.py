@@ -261,6 +261,19 @@ def observe(
     return status.model_copy(update={"phase": phase})
 
 
+def job_event_matters(event_type: str | None, job: Mapping[str, Any]) -> bool:
+    """Only a finished or deleted Job can change its run (pods report Running): skipping the rest
+    saves three API calls per event."""
+    finished = _job_condition(job, "Complete") or _job_condition(job, "Failed")
+    return event_type == "DELETED" or finished is not None
+
+
+def pod_event_matters(event_type: str | None, pod: Mapping[str, Any]) -> bool:
+    """A pending pod changes nothing; a running, finished or deleted one may."""
+    phase = (pod.get("status") or {}).get("phase")
+    return event_type == "DELETED" or phase in ("Running", "Succeeded", "Failed")
+
+
 def _finished_at(run: Mapping[str, Any]) -> str:
     status = run.get("status") or {}
     return str(status.get("completionTime") or run["metadata"].get("creationTimestamp") or "")

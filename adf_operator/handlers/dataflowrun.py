@@ -45,11 +45,19 @@ def dataflowrun_follow(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         actions.launch_run(dict(body), memo.config, actions.now())
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={names.LABEL_RUN: kopf.PRESENT})
+def _job_matters(type: str | None, body: kopf.Body, **_: Any) -> bool:
+    return runs.job_event_matters(type, body)
+
+
+def _pod_matters(type: str | None, body: kopf.Body, **_: Any) -> bool:
+    return runs.pod_event_matters(type, body)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={names.LABEL_RUN: kopf.PRESENT}, when=_job_matters)
 def job_event(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
     actions.follow_run(str(namespace), labels[names.LABEL_RUN], actions.now())
 
 
-@kopf.on.event("v1", "pods", labels={names.LABEL_RUN: kopf.PRESENT})
+@kopf.on.event("v1", "pods", labels={names.LABEL_RUN: kopf.PRESENT}, when=_pod_matters)
 def pod_event(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
     actions.follow_run(str(namespace), labels[names.LABEL_RUN], actions.now())

@@ -10,9 +10,11 @@ from adf_operator.models import DataFlowRunStatus
 from adf_operator.runs import (
     cancel,
     format_duration,
+    job_event_matters,
     mask_secrets,
     observe,
     parse_summary,
+    pod_event_matters,
     runs_to_prune,
 )
 
@@ -169,3 +171,14 @@ def test_prune_keeps_the_newest_per_outcome_and_never_active_runs() -> None:
     assert runs_to_prune(runs, successful_limit=2, failed_limit=1) == ["s1", "f1"]
     assert runs_to_prune(runs, successful_limit=0, failed_limit=0) == ["s1", "s2", "s3", "f1", "c1"]
     assert runs_to_prune(runs, successful_limit=5, failed_limit=5) == []
+
+
+def test_only_events_that_can_change_a_run_are_followed() -> None:
+    assert not job_event_matters("MODIFIED", _job(active=1))
+    assert job_event_matters("MODIFIED", _job(("Complete", "", "")))
+    assert job_event_matters("MODIFIED", _job(("Failed", "DeadlineExceeded", "")))
+    assert job_event_matters("DELETED", _job(active=1))
+    assert not pod_event_matters("ADDED", _pod("Pending"))
+    assert pod_event_matters("MODIFIED", _pod("Running"))
+    assert pod_event_matters("MODIFIED", _pod("Failed", 4))
+    assert pod_event_matters("DELETED", _pod("Pending"))

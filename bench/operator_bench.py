@@ -1,0 +1,210 @@
+"""`python -m bench.operator_bench [--flows 200] [--json FILE]`: the operator under a burst.
+
+On a private dev control plane, N DataFlows are triggered at once (their scheduled-time annotation
+patched concurrently, as the heartbeat does); the real operator (`python -m adf_operator`, one
+replica) creates one DataFlowRun and one Job per flow. Measured: seconds from the first trigger
+until every run exists and until every Job exists, the resulting runs per minute, and the
+operator's peak RSS from the kernel (VmHWM). Targets (issue 4): >= 300 runs created per minute,
+RSS < 200 MB.
+
+The pod runner is stopped after start-up: Jobs and pods are created but not executed, so the
+figures measure the operator, not N engine processes competing for the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config, watch
+
+from adf_core.spec import API_GROUP, API_VERSION
+from adf_operator import names
+from bench.heartbeat_bench import peak_rss_mb, process, wait
+from devcluster.controlplane import ControlPlane, stop_group, tools_bin_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMESPACE = "bench-operator"
+TARGETS = {"runs_per_minute": 300.0, "operator_rss_mb": 200.0}
+
+
+@dataclass
+class Result:
+    flows: int
+    runs_created: int
+    jobs_created: int
+    runs_seconds: float
+    jobs_seconds: float
+    runs_per_minute: float
+    operator_rss_mb: float
+
+    def verdicts(self) -> dict[str, str]:
+        return {
+            "runs_per_minute": "PASS"
+            if self.runs_per_minute >= TARGETS["runs_per_minute"]
+            else "MISS",
+            "operator_rss_mb": "PASS"
+            if self.operator_rss_mb < TARGETS["operator_rss_mb"]
+            else "MISS",
+        }
+
+
+def flow(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": "DataFlow",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "source": {
+                "sql": {"url": {"secretKeyRef": {"name": "src", "key": "url"}}, "table": "products"}
+            },
+            "sink": {
+                "sql": {
+                    "url": {"secretKeyRef": {"name": "dst", "key": "url"}},
+                    "table": "products",
+                    "mode": "upsert",
+                    "keys": ["id"],
+                }
+            },
+            "schedule": {"every": "1m"},
+        },
+    }
+
+
+class FirstSeen(threading.Thread):
+    """Records when each object of a kind is first seen on a watch (local monotonic clock)."""
+
+    def __init__(self, list_call: Callable[..., Any], *args: str, expected: int) -> None:
+        super().__init__(daemon=True)
+        self.list_call, self.args, self.expected = list_call, args, expected
+        self.seen: dict[str, float] = {}
+        self.started = threading.Event()
+        self._watch = watch.Watch()
+
+    def run(self) -> None:
+        self.started.set()
+        for event in self._watch.stream(self.list_call, *self.args, timeout_seconds=600):
+            name = event["raw_object"]["metadata"]["name"]
+            self.seen.setdefault(name, time.perf_counter())
+            if len(self.seen) >= self.expected:
+                break
+
+    def stop(self) -> None:
+        self._watch.stop()
+
+
+def measure(flows: int, workdir: Path, log: Callable[[str], None]) -> Result:
+    cluster = ControlPlane(state_dir=workdir / "cluster")
+    with cluster:
+        stop_group(cluster.pids.pop("podrunner"))  # Jobs are created, not executed
+        kubeconfig = str(cluster.kubeconfig_path)
+        kubectl = [str(tools_bin_dir() / "kubectl"), f"--kubeconfig={kubeconfig}"]
+        for crd in sorted((ROOT / "manifests" / "crds").glob("*.yaml")):
+            subprocess.run([*kubectl, "apply", "-f", str(crd)], check=True, capture_output=True)
+        subprocess.run([*kubectl, "wait", "--for=condition=Established", "crd", "--all"],
+                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [*kubectl, "create", "namespace", NAMESPACE], check=True, capture_output=True
+        )
+        configuration = client.Configuration()
+        config.load_kube_config(kubeconfig, client_configuration=configuration)
+        configuration.connection_pool_maxsize = 16
+        api_client = client.ApiClient(configuration)
+        custom, batch = client.CustomObjectsApi(api_client), client.BatchV1Api(api_client)
+        env = {**os.environ, "KUBECONFIG": kubeconfig}
+        operator = [sys.executable, "-m", "adf_operator", f"--namespace={NAMESPACE}",
+                    "--log-format=full"]  # fmt: skip
+        with (
+            process(operator, workdir / "operator.log", env) as proc,
+            ThreadPoolExecutor(16) as pool,
+        ):
+            log(f"creating {flows} DataFlows")
+            list(pool.map(lambda i: custom.create_namespaced_custom_object(
+                API_GROUP, API_VERSION, NAMESPACE, names.FLOW_PLURAL, flow(f"flow-{i:04d}")
+            ), range(flows)))  # fmt: skip
+
+            def reconciled() -> bool:
+                items = custom.list_namespaced_custom_object(
+                    API_GROUP, API_VERSION, NAMESPACE, names.FLOW_PLURAL
+                )["items"]
+                return sum(1 for f in items if (f.get("status") or {}).get("conditions")) >= flows
+
+            log("waiting for the operator to accept every flow")
+            wait(reconciled, 600, "the operator's first status on every flow")
+            slot = datetime.now(UTC).replace(second=0, microsecond=0)
+            patch = {"metadata": {"annotations": {
+                names.SCHEDULED_TIME: slot.strftime("%Y-%m-%dT%H:%M:%SZ"), names.MISSED_SLOTS: "0",
+            }}}  # fmt: skip
+            watchers = [
+                FirstSeen(
+                    custom.list_namespaced_custom_object,
+                    API_GROUP,
+                    API_VERSION,
+                    NAMESPACE,
+                    names.RUN_PLURAL,
+                    expected=flows,
+                ),
+                FirstSeen(batch.list_namespaced_job, NAMESPACE, expected=flows),
+            ]
+            for watcher in watchers:
+                watcher.start()
+                watcher.started.wait(10)
+            time.sleep(1)  # the watch requests are in flight before the first trigger
+            log(f"triggering {flows} flows at once")
+            started = time.perf_counter()
+            list(pool.map(lambda i: custom.patch_namespaced_custom_object(
+                API_GROUP, API_VERSION, NAMESPACE, names.FLOW_PLURAL, f"flow-{i:04d}", patch
+            ), range(flows)))  # fmt: skip
+            for watcher in watchers:
+                watcher.join(600)
+                watcher.stop()
+            runs, jobs = (list(w.seen.values()) for w in watchers)
+            rss = peak_rss_mb(proc.pid)
+    runs_seconds = max(runs, default=started) - started
+    return Result(
+        flows=flows,
+        runs_created=len(runs),
+        jobs_created=len(jobs),
+        runs_seconds=round(runs_seconds, 2),
+        jobs_seconds=round(max(jobs, default=started) - started, 2),
+        runs_per_minute=round(len(runs) / runs_seconds * 60, 1) if runs_seconds else 0.0,
+        operator_rss_mb=round(rss, 1),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.operator_bench",
+                                     description=__doc__.splitlines()[0])  # fmt: skip
+    parser.add_argument("--flows", type=int, default=200, help="DataFlows triggered at once")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--keep", type=Path, help="keep logs here (default: a temp dir)")
+    args = parser.parse_args(argv)
+
+    def log(message: str) -> None:
+        print(f"[operator bench] {message}", file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="adf-op-bench-") as tmp:
+        workdir = args.keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        result = measure(args.flows, workdir, log)
+    report = {**asdict(result), "targets": TARGETS, "verdicts": result.verdicts()}
+    print(json.dumps(report, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if result.runs_created == result.jobs_created == args.flows else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
