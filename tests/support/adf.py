@@ -42,15 +42,20 @@ def manifest(
     source: dict[str, Any],
     sink: dict[str, Any],
     transform: list[dict[str, Any]] | None = None,
+    schema: dict[str, Any] | None = None,
     **spec: Any,
 ) -> dict[str, Any]:
-    """A DataFlow manifest whose source/sink URLs come from the two well-known secrets."""
+    """A DataFlow manifest whose source/sink URLs come from the two well-known secrets.
+
+    `source` and `sink` are the fields of the sql connectors; `schema` makes messages Typed.
+    """
+    typed = {"schema": schema} if schema else {}
     return {
         "apiVersion": "activedataflow.io/v1alpha1",
         "kind": "DataFlow",
         "metadata": {"name": name, "namespace": "tests"},
         "spec": {
-            "source": {"sql": {"url": secret_ref(*SOURCE_SECRET), **source}},
+            "source": {"sql": {"url": secret_ref(*SOURCE_SECRET), **source}, **typed},
             "transform": transform or [],
             "sink": {"sql": {"url": secret_ref(*SINK_SECRET), **sink}},
             **spec,

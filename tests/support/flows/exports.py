@@ -16,3 +16,10 @@ def to_export(row: dict[str, Any]) -> dict[str, Any]:
         time.sleep(ROW_DELAY)
     row["sku"] = row["sku"].upper()
     return row
+
+
+def refuse_hundreds(row: dict[str, Any]) -> dict[str, Any]:
+    """to_export, but every id divisible by 100 raises (for the onError policies)."""
+    if row["id"] % 100 == 0:
+        raise ValueError(f"refused product {row['id']}")
+    return to_export(row)
