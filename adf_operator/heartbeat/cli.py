@@ -62,13 +62,22 @@ def serve(
         Path | None,
         typer.Option(help="Kubeconfig file; default $KUBECONFIG, ~/.kube/config or in-cluster."),
     ] = None,
+    dashboard: Annotated[
+        bool, typer.Option(help="Serve the dashboard at /dashboard/ and its API at /api/v1/.")
+    ] = True,
+    dashboard_open_read_only: Annotated[
+        bool,
+        typer.Option(help="Let anyone read the dashboard; actions still need the token."),
+    ] = False,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
 ) -> None:
-    """Serve POST /heartbeat, /healthz, /readyz and /metrics."""
+    """Serve POST /heartbeat, /healthz, /readyz, /metrics and the dashboard."""
     from aiohttp import web  # imported here: `adf --help` stays fast
+    from kubernetes import client
 
+    from adf_operator import dashboard as dashboard_app
     from adf_operator.heartbeat.app import Settings, create_app
-    from adf_operator.heartbeat.kube import KubeFlowStore
+    from adf_operator.heartbeat.kube import KubeFlowStore, api_client
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -76,7 +85,7 @@ def serve(
     try:
         token = _token_source(token_file)
         policy = AddressPolicy(allow_cidr or [], trust_forwarded_for)
-        store = KubeFlowStore.connect(namespace or [], kubeconfig)
+        api = api_client(kubeconfig)
     except Exception as exc:  # bad flags or no kubeconfig: say which, without a traceback
         typer.echo(f"adf heartbeat serve: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -84,9 +93,17 @@ def serve(
     logging.getLogger("adf.heartbeat").info(
         "heartbeat on %s:%d for %s; allow-list %s", host, port, scope, allow_cidr or "off"
     )
-    web.run_app(
-        create_app(store, Settings(token=token, policy=policy)), host=host, port=port, print=None
-    )
+    settings = Settings(token=token, policy=policy)
+    app = create_app(KubeFlowStore(client.CustomObjectsApi(api), namespace or []), settings)
+    if dashboard:
+        dashboard_app.setup(
+            app,
+            cluster=dashboard_app.Cluster(api, namespace or []),
+            token=token,
+            read_only_open=dashboard_open_read_only,
+            limiter=settings.limiter,
+        )
+    web.run_app(app, host=host, port=port, print=None)
 
 
 def _token_source(token_file: Path | None) -> TokenSource:

@@ -27,6 +27,22 @@ REQUEST_TIMEOUT = 30.0
 CHECK_TIMEOUT = 5.0
 
 
+def api_client(kubeconfig: Path | None = None, pool_size: int = 16) -> client.ApiClient:
+    """In a pod its ServiceAccount, else the kubeconfig (``kubeconfig``, $KUBECONFIG or
+    ~/.kube/config) — $KUBECONFIG read now: the client's own default is fixed at import. The
+    connection pool holds ``pool_size`` connections (the patch concurrency)."""
+    configuration = client.Configuration()
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        path = str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG")
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=path, client_configuration=configuration
+        )
+    configuration.connection_pool_maxsize = pool_size
+    return client.ApiClient(configuration)
+
+
 class KubeFlowStore:
     """The heartbeat's view of the DataFlows in some namespaces (all when none are given)."""
 
@@ -38,18 +54,7 @@ class KubeFlowStore:
     def connect(
         cls, namespaces: Sequence[str] = (), kubeconfig: Path | None = None, pool_size: int = 16
     ) -> KubeFlowStore:
-        """In a pod its ServiceAccount, else the kubeconfig (``kubeconfig``, $KUBECONFIG or
-        ~/.kube/config) — $KUBECONFIG read now: the client's own default is fixed at import."""
-        configuration = client.Configuration()
-        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        else:
-            path = str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG")
-            config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=path, client_configuration=configuration
-            )
-        configuration.connection_pool_maxsize = pool_size
-        return cls(client.CustomObjectsApi(client.ApiClient(configuration)), namespaces)
+        return cls(client.CustomObjectsApi(api_client(kubeconfig, pool_size)), namespaces)
 
     async def list_flows(self) -> list[dict[str, Any]]:
         flows: list[dict[str, Any]] = []
