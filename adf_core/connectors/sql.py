@@ -2,7 +2,10 @@
 
 Reading streams (a psycopg named cursor on PostgreSQL, SQLAlchemy ``stream_results`` elsewhere),
 in ``(cursor, tieBreaker)`` order, from a composite watermark compared as a row value, so rows
-sharing a cursor value are never skipped at a batch edge. Writing uses ``COPY`` (into a temporary
+sharing a cursor value are never skipped at a batch edge. A table's single-column primary key is
+the implicit tie-breaker; with none at all, a batch's watermark stops before a group of equal
+cursor values it may have cut, and a run ends at a group's end (at least once, never skipped;
+rows arriving later with the very cursor value already committed need ``lag``). Writing uses ``COPY`` (into a temporary
 staging table for upserts) on PostgreSQL, ``executemany`` on SQLite and SQLAlchemy's
 insertmanyvalues elsewhere; each batch, its dead letters and the watermark row in ``adf_state``
 commit in one transaction. ``replace`` fills ``<table>__adf_new`` and swaps it in at the end in one
@@ -17,7 +20,8 @@ from __future__ import annotations
 
 import codecs
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -322,8 +326,8 @@ class SqlSource(Source[SqlSourceSpec]):
             stmt = stmt.where(condition)
         if self._order:
             stmt = stmt.order_by(*[src.c[n] for n in self._order])
-        if request.limit is not None:
-            stmt = stmt.limit(request.limit)
+        if request.limit is not None and (self._tie is not None or cursor is None):
+            stmt = stmt.limit(request.limit)  # without a tie-breaker: _whole_groups stops
         return stmt
 
     def _conditions(self, request: ReadRequest) -> list[ColumnElement[bool]]:
@@ -386,35 +390,66 @@ class SqlSource(Source[SqlSourceSpec]):
         assert self._conn is not None and self._engine is not None
         stmt = self._select(request)
         visible = len(self._names)
-        wm_get = itemgetter(*self._positions) if self._positions else None
-        with_tie = len(self._positions) == 2
         source = f"sql:{self.spec.table or 'query'}"
-        raw = request.raw_format is not None and all(p < visible for p in self._positions)
+        # Raw batches take their watermark from their last row alone: that needs a tie-breaker.
+        raw = (
+            request.raw_format is not None
+            and self._tie is not None
+            and all(p < visible for p in self._positions)
+        )
         try:
             if raw and request.raw_format != SQLITE_NATIVE:
                 yield from self._copy_out(stmt, request.after, source)
                 return
             native = raw and request.raw_format == SQLITE_NATIVE
             stored = self._storage_to_python(stmt) if native else None
-            for rows in self._stream(stmt, native=native):
-                watermark = None
-                if wm_get is not None and rows:
-                    value = wm_get(rows[-1])
-                    values = value if with_tie else (value,)
-                    if stored is not None:  # only the last row of a native batch is converted
-                        values = tuple(
-                            f(v) if f else v for f, v in zip(stored, values, strict=True)
-                        )
-                    watermark = _not_behind(Watermark(*values), request.after)
-                if len(rows) and len(rows[0]) != visible:
-                    rows = [r[:visible] for r in rows]
-                yield Batch(self._names, rows, source, watermark, self.key_columns)
+            with closing(self._stream(stmt, native=native)) as stream:
+                for rows, watermark in self._with_watermarks(stream, request, stored):
+                    if len(rows) and len(rows[0]) != visible:
+                        rows = [r[:visible] for r in rows]
+                    yield Batch(self._names, rows, source, watermark, self.key_columns)
         except _dbapi_errors(self._engine) as exc:
             raise translate(exc, self._engine, "reading the source failed") from None
         except (TypeError, ValueError, ArithmeticError) as exc:  # a value unlike its column type
             raise DataError(
                 f"reading the source failed: a value does not fit its column: {exc}"
             ) from None
+
+    def _with_watermarks(
+        self,
+        stream: Iterator[list[Row]],
+        request: ReadRequest,
+        stored: list[Callable[[Any], Any] | None] | None,
+    ) -> Iterator[tuple[list[Row], Watermark | None]]:
+        """Pair each batch with the watermark that is safe to commit after it."""
+        if not self._positions:
+            for rows in stream:
+                yield rows, None
+            return
+
+        def mark(values: tuple[Any, ...]) -> Watermark:
+            if stored is not None:  # native rows: only the watermark row is converted
+                values = tuple(f(v) if f else v for f, v in zip(stored, values, strict=True))
+            return Watermark(*values)
+
+        if self._tie is not None:
+            get = itemgetter(*self._positions)
+            for rows in stream:
+                yield rows, _not_behind(mark(get(rows[-1])), request.after)
+            return
+        # Without a tie-breaker a batch may end inside a group of rows sharing a cursor value;
+        # its watermark then stops before that group, which a later run reads again: rows at a
+        # batch edge may be read twice after a crash (at least once), never skipped. A run
+        # always ends at the end of a group (maxRowsPerRun is exceeded rather than cut a group).
+        c = self._positions[0]
+        previous, pending = request.after, None
+        for rows in _whole_groups(stream, c, request.limit):
+            if pending is not None:
+                previous = _group_mark(pending, c, rows[0][c], previous, mark)
+                yield pending, previous
+            pending = rows
+        if pending is not None:
+            yield pending, _group_mark(pending, c, _END, previous, mark)
 
     def _storage_to_python(self, stmt: Any) -> list[Callable[[Any], Any] | None]:
         """SQLAlchemy's result processors of the watermark columns (stored text → datetime…)."""
@@ -426,7 +461,7 @@ class SqlSource(Source[SqlSourceSpec]):
             for p in self._positions
         ]
 
-    def _stream(self, stmt: Any, *, native: bool = False) -> Iterator[list[Row]]:
+    def _stream(self, stmt: Any, *, native: bool = False) -> Generator[list[Row], None, None]:
         """Batches of rows; ``native`` keeps SQLite's stored values (no SQLAlchemy processing)."""
         assert self._conn is not None and self._engine is not None
         size = self.spec.batch_size
@@ -509,6 +544,43 @@ def _after_nth_newline(buffer: bytearray, n: int) -> int:
 def _unescape(field: bytes) -> bytes:
     """Undo COPY text escapes (backslash sequences) in one field."""
     return codecs.escape_decode(field)[0] if b"\\" in field else field
+
+
+_END = object()
+
+
+def _whole_groups(stream: Iterator[list[Row]], c: int, limit: int | None) -> Iterator[list[Row]]:
+    """The stream up to ``limit`` rows, then on to the end of the cursor group it stopped in."""
+    total, stop, start = 0, _END, 0
+    for rows in stream:
+        if stop is _END and limit is not None and total + len(rows) >= limit:
+            stop, start = rows[limit - total - 1][c], limit - total
+        if stop is not _END:
+            end = next((i for i in range(start, len(rows)) if rows[i][c] != stop), None)
+            if end is not None:
+                if end:
+                    yield rows[:end]
+                return
+            start = 0
+        total += len(rows)
+        yield rows
+
+
+def _group_mark(
+    rows: list[Row],
+    c: int,
+    following: Any,
+    previous: Watermark | None,
+    mark: Callable[[tuple[Any, ...]], Watermark],
+) -> Watermark | None:
+    """The last cursor value whose group of rows ends inside ``rows``."""
+    last = rows[-1][c]
+    if following is _END or following != last:
+        return _not_behind(mark((last,)), previous)
+    for row in reversed(rows):
+        if row[c] != last:
+            return _not_behind(mark((row[c],)), previous)
+    return previous
 
 
 def _minus(value: Any, lag: float) -> Any:

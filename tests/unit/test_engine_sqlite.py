@@ -374,3 +374,29 @@ def test_spec_env_and_stdin_read_the_same_manifest(
     as_yaml = "---\nkind: ConfigMap\nmetadata: {name: x}\n---\n" + json.dumps(manifest)
     assert run_adf("run", "-f", "-", stdin=as_yaml).summary["rowsWritten"] == 50
     assert sink_db.scalar("SELECT count(*) FROM exports") == 100
+
+
+def test_without_a_tie_breaker_rows_at_batch_edges_are_never_skipped(
+    run_flow: Run, tmp_path: Path, sink_db: SqliteDb
+) -> None:
+    db = SqliteDb(tmp_path / "ties.db")
+    db.add_products([product(i, minute=i // 10) for i in range(1, 31)])  # groups of 10 ties
+    query = "SELECT id, name, updated_at FROM products"  # a query: no primary key to lean on
+    manifest = flow_manifest(
+        {
+            "url": {"value": db.url},
+            "query": query,
+            "cursor": {"column": "updated_at"},
+            "batchSize": 4,
+        },
+        sink(sink_db, mode="upsert", keys=["id"]),
+        maxRowsPerRun=7,
+    )
+    reads = [run_flow(manifest).summary["rowsRead"] for _ in range(4)]
+    assert reads == [9, 10, 10, 1]  # whole groups (ids 1-9, 10-19, 20-29, 30), never cut
+    db.add_products([product(i, minute=4) for i in range(31, 34)])
+    last = run_flow(manifest)
+
+    assert ids(sink_db) == list(range(1, 34))
+    assert last.summary["rowsRead"] == 3
+    assert run_flow(manifest).summary["rowsRead"] == 0
