@@ -5,11 +5,15 @@ in ``(cursor, tieBreaker)`` order, from a composite watermark compared as a row 
 sharing a cursor value are never skipped at a batch edge. A table's single-column primary key is
 the implicit tie-breaker; with none at all, a batch's watermark stops before a group of equal
 cursor values it may have cut, and a run ends at a group's end (at least once, never skipped;
-rows arriving later with the very cursor value already committed need ``lag``). Writing uses ``COPY`` (into a temporary
-staging table for upserts) on PostgreSQL, ``executemany`` on SQLite and SQLAlchemy's
-insertmanyvalues elsewhere; each batch, its dead letters and the watermark row in ``adf_state``
-commit in one transaction. ``replace`` fills ``<table>__adf_new`` and swaps it in at the end in one
-transaction, so readers see the old table or the new one, never a half-written one.
+rows arriving later with the very cursor value already committed need ``lag``).
+
+Writing uses ``COPY`` (into a temporary staging table for upserts; binary when the values allow)
+on PostgreSQL, ``executemany`` on SQLite and SQLAlchemy's insertmanyvalues elsewhere; each batch,
+its dead letters and the watermark row in ``adf_state`` commit in one transaction. ``replace``
+fills ``<table>__adf_new`` and swaps it in at the end in one transaction, so readers see the old
+table or the new one, never a half-written one. When no Python step touches the rows and the sink
+table exists, rows pass between two PostgreSQL databases as raw ``COPY`` text and between two
+SQLite files as stored values, with no conversion per row.
 
 SQLite connections run with explicit ``BEGIN`` (the sqlite3 module would otherwise auto-commit
 DDL, which would break the atomic swap). A SQLite file used as a source must not also be the sink
