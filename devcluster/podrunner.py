@@ -106,10 +106,16 @@ class PathMap:
         return self.root / container_path.lstrip("/")
 
     def rewrite(self, text: str) -> str:
-        for prefix in self._prefixes:
-            pattern = r"(?<![\w./-])" + re.escape(prefix) + r"(?=$|[/\s:;,'\"=])"
-            text = re.sub(pattern, str(self.local(prefix)).replace("\\", "\\\\"), text)
-        return text
+        """Map every in-container path in one pass, so a mapped path is never mapped again.
+
+        (A pod that mounts /tmp while the pod root itself lies under /tmp would otherwise see
+        its already-mapped paths mapped a second time.)
+        """
+        if not self._prefixes:
+            return text
+        alternatives = "|".join(map(re.escape, self._prefixes))  # longest first
+        pattern = r"(?<![\w./-])(" + alternatives + r")(?=$|[/\s:;,'\"=])"
+        return re.sub(pattern, lambda match: str(self.local(match.group(1))), text)
 
 
 class Runner:
