@@ -113,6 +113,11 @@ def _key(request: web.Request) -> tuple[str, str]:
     return flow_key(request.match_info["namespace"], request.match_info["name"])
 
 
+def names(namespace: str, flow: str) -> dict[str, str]:
+    """Log-record fields, so JSON log lines carry the flow (see adf_operator.logsetup)."""
+    return {"namespace": namespace, "flow": flow}
+
+
 def not_found(namespace: str, name: str) -> Problem:
     return Problem(404, f"DataFlow {name} not found in namespace {namespace}")
 
@@ -177,7 +182,13 @@ async def run_now(request: web.Request) -> web.Response:
     accepted = await actions.run_now(request.app[CLUSTER], namespace, name, datetime.now(UTC))
     if accepted is None:
         raise not_found(namespace, name)
-    log.info("%s/%s run now requested through the API: run %s", namespace, name, accepted.run)
+    log.info(
+        "%s/%s run now requested through the API: run %s",
+        namespace,
+        name,
+        accepted.run,
+        extra={"namespace": namespace, "flow": name, "run": accepted.run},
+    )
     return _json(accepted, status=202)
 
 
@@ -186,7 +197,8 @@ async def _suspend(request: web.Request, suspend: bool) -> web.Response:
     flow = await actions.set_suspended(request.app[CLUSTER], namespace, name, suspend)
     if flow is None:
         raise not_found(namespace, name)
-    log.info("%s/%s %s through the API", namespace, name, "suspended" if suspend else "resumed")
+    done = "suspended" if suspend else "resumed"
+    log.info("%s/%s %s through the API", namespace, name, done, extra=names(namespace, name))
     return _json(flow)
 
 
@@ -203,5 +215,11 @@ async def purge(request: web.Request) -> web.Response:
     purged = await actions.purge(request.app[CLUSTER], namespace, name)
     if purged is None:
         raise not_found(namespace, name)
-    log.info("%s/%s purged %d finished runs through the API", namespace, name, len(purged.deleted))
+    log.info(
+        "%s/%s purged %d finished runs through the API",
+        namespace,
+        name,
+        len(purged.deleted),
+        extra=names(namespace, name),
+    )
     return _json(purged)

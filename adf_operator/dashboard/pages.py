@@ -283,5 +283,12 @@ async def flow_action(request: web.Request) -> web.Response:
         result = await actions.set_suspended(cluster, namespace, name, action == "suspend")
     if result is None:
         raise PageError(404, "Not found", f"DataFlow {name} not found in namespace {namespace}.")
-    log.info("%s/%s %s from the dashboard (%s)", namespace, name, action, request.remote)
+    log.info(
+        "%s/%s %s from the dashboard (%s)",
+        namespace,
+        name,
+        action,
+        request.remote,
+        extra=api.names(namespace, name),
+    )
     return _redirect(f"{PREFIX}/flows/{quote(namespace)}/{quote(name)}?{urlencode(query)}")

@@ -4,6 +4,7 @@ kubectl (they are plain API changes)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -90,7 +91,10 @@ def test_api_flow_detail_and_runs(base: str, shop: str) -> None:
     }
 
 
-def test_api_actions_are_plain_kubernetes_changes(base: str, shop: str, kubectl: Kubectl) -> None:
+def test_api_actions_are_plain_kubernetes_changes(
+    base: str, shop: str, kubectl: Kubectl, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="adf.dashboard")
     accepted = api(base, f"/dataflows/{shop}/product-sync/run", "POST")
     assert accepted.status_code == 202
     body = accepted.json()
@@ -112,6 +116,10 @@ def test_api_actions_are_plain_kubernetes_changes(base: str, shop: str, kubectl:
     left = kubectl.get("dataflowruns", "-n", shop)["items"]
     assert [r["metadata"]["name"] for r in left] == ["product-sync-3"]
     assert api(base, f"/dataflows/{shop}/ghost/run", "POST").status_code == 404
+    logged = [r for r in caplog.records if r.name == "adf.dashboard"]
+    assert [(r.namespace, r.flow) for r in logged] == [(shop, "product-sync")] * 4
+    assert logged[0].run == body["run"]
+    assert TOKEN not in caplog.text
 
 
 def test_pages_show_flows_flow_and_run(
