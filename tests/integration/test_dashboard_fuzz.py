@@ -73,4 +73,5 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
         timeout=840,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    print(result.stdout[result.stdout.rfind("Test cases:") :])  # counts, shown with -rP
     assert report.exists() and "testcase" in report.read_text()
