@@ -30,6 +30,7 @@ from adf_operator import flows, kube, names, runs
 from adf_operator.config import OperatorConfig
 from adf_operator.flows import Event
 from adf_operator.jobs import build_job, owner_reference
+from adf_operator.metrics import METRICS
 from adf_operator.models import FINAL_PHASES, DataFlowRunStatus, DataFlowStatus
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ def reconcile_flow(body: Body, at: datetime) -> FlowResult:
         for event in result.events:
             post(body, event)
         status, flow = result.status, result.flow
+        METRICS.flow_conditions(meta["namespace"], meta["name"], dump(status)["conditions"])
         annotations: Mapping[str, str] = meta.get("annotations") or {}
         remove = []
         if flow is not None:
@@ -172,6 +174,7 @@ def _start(body: Body, flow: DataFlow, name: str, slot: datetime | None, at: dat
         cancel_run(namespace, victim, f"replaced by run {name} (concurrencyPolicy: Replace)", at)
     trigger: runs.Trigger = "schedule" if slot else "manual"
     if kube.create_object(names.RUN_PLURAL, runs.build_run(body, name, trigger, slot)):
+        METRICS.run_created(namespace, flow.metadata.name, trigger, slot, now())
         what = f"slot {slot:%Y-%m-%dT%H:%M:%SZ}" if slot else "run-now request"
         post(body, Event("Normal", "RunCreated", f"created run {name} for {what}"))
 
@@ -286,6 +289,10 @@ def _phase_changed(run: Body, status: DataFlowRunStatus) -> None:
     event = Event("Warning" if phase == "Failed" else "Normal", phase, message)
     if final or phase == "Running":
         post(run, event)
+    if final:
+        METRICS.run_finished(
+            run["metadata"]["namespace"], run["spec"]["dataFlowRef"]["name"], status
+        )
     flow_body = settle_flow(run, status)
     if flow_body is not None and final:
         post(flow_body, event)

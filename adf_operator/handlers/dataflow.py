@@ -7,7 +7,7 @@ from typing import Any
 import kopf
 
 from adf_core.spec import API_GROUP, API_VERSION
-from adf_operator import actions, names
+from adf_operator import actions, metrics, names
 from adf_operator.handlers.startup import BACKOFF, RETRIES, api_errors
 
 
@@ -16,8 +16,18 @@ from adf_operator.handlers.startup import BACKOFF, RETRIES, api_errors
 @kopf.on.update(API_GROUP, API_VERSION, names.FLOW_PLURAL, retries=RETRIES, backoff=BACKOFF)
 def dataflow_reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Level-based: the same function for create, update (spec or annotations) and restart."""
-    with api_errors():
+    with api_errors(names.FLOW_PLURAL):
         result = actions.reconcile_flow(dict(body), actions.now())
     patch.status.update(result.status)
     for key in result.remove_annotations:
         patch.metadata.annotations[key] = None
+
+
+def _deleted(type: str | None, **_: Any) -> bool:
+    return type == "DELETED"
+
+
+@kopf.on.event(API_GROUP, API_VERSION, names.FLOW_PLURAL, when=_deleted)
+def dataflow_deleted(namespace: str | None, name: str, **_: Any) -> None:
+    """Runs and Jobs go by garbage collection; only the flow's metric series are ours to drop."""
+    metrics.METRICS.forget_flow(str(namespace), name)

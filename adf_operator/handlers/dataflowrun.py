@@ -16,13 +16,13 @@ FOLLOW_INTERVAL = OperatorConfig.from_env().follow_interval
 
 @kopf.on.create(API_GROUP, API_VERSION, names.RUN_PLURAL, retries=RETRIES, backoff=BACKOFF)
 def dataflowrun_create(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    with api_errors():
+    with api_errors(names.RUN_PLURAL):
         actions.launch_run(dict(body), memo.config, actions.now())
 
 
 @kopf.on.resume(API_GROUP, API_VERSION, names.RUN_PLURAL, retries=RETRIES, backoff=BACKOFF)
 def dataflowrun_resume(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    with api_errors():
+    with api_errors(names.RUN_PLURAL):
         actions.resume_run(dict(body), memo.config, actions.now())
 
 
@@ -41,7 +41,7 @@ def _active(body: kopf.Body, **_: Any) -> bool:
 def dataflowrun_follow(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """The safety net: a run whose Job vanished, or whose launch never happened, is resolved
     within one interval even if no Job or pod event arrives."""
-    with api_errors():
+    with api_errors(names.RUN_PLURAL):
         actions.launch_run(dict(body), memo.config, actions.now())
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from adf_operator import kube, names
+from adf_operator import kube, metrics, names
 from adf_operator.config import OperatorConfig
 
 PREFIX = "kopf.activedataflow.io"
@@ -39,6 +39,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.reporting_component = names.MANAGER
     settings.execution.max_workers = config.workers
     settings.peering.standalone = True
+    metrics.serve_from_env()
 
 
 @kopf.on.login()
@@ -64,10 +65,11 @@ def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
 
 
 @contextmanager
-def api_errors() -> Iterator[None]:
-    """An API failure is retried after a delay (bounded by the handler's `retries`)."""
+def api_errors(resource: str) -> Iterator[None]:
+    """An API failure is counted and retried after a delay (bounded by the handler's `retries`)."""
     try:
         yield
     except ApiException as exc:
+        metrics.METRICS.reconcile_error(resource, f"api-{exc.status}")
         message = f"Kubernetes API error {exc.status}: {exc.reason}"
         raise kopf.TemporaryError(message, delay=BACKOFF) from exc

@@ -21,7 +21,9 @@ from typing import Any
 import pytest
 import yaml
 from kopf.testing import KopfRunner
+from prometheus_client.parser import text_string_to_metric_families
 
+from adf_operator.metrics import METRICS
 from devcluster.controlplane import ControlPlane
 from devcluster.podrunner import PathMap
 from devcluster.pytest_plugin import Kubectl, KubectlError, wait_for
@@ -249,6 +251,17 @@ def test_run_now_moves_the_rows_and_reports_them(
 
     listing = adf("runs", FLOW, "-n", namespace)
     assert listing.returncode == 0 and name in listing.stdout and "Succeeded" in listing.stdout
+
+    # The operator runs in this process (KopfRunner): its metrics counted this run.
+    samples = {
+        (s.name, s.labels.get("trigger") or s.labels.get("phase") or s.labels.get("kind")): s.value
+        for family in text_string_to_metric_families(METRICS.render().decode())
+        for s in family.samples
+        if s.labels.get("namespace") == namespace
+    }
+    assert samples[("adf_runs_started_total", "manual")] == 1
+    assert samples[("adf_runs_finished_total", "Succeeded")] == 1
+    assert samples[("adf_rows_total", "written")] == ACTIVE
 
 
 def test_scheduled_slot_runs_once_and_records_missed_slots(
