@@ -470,10 +470,11 @@ class SqlSource(Source[SqlSourceSpec]):
         assert self._conn is not None and self._engine is not None
         size = self.spec.batch_size
         if self._engine.dialect.driver == "psycopg":
-            # A named (server-side) cursor with binary results: no SQLAlchemy Row per row.
+            # A named (server-side) cursor: no SQLAlchemy Row per row. Text results: psycopg parses
+            # them faster than binary ones for the usual types (measured).
             compiled = stmt.compile(dialect=self._engine.dialect)
             raw = _psycopg(self._conn)
-            with self._conn.begin(), raw.cursor(name="adf_source", binary=True) as cur:
+            with self._conn.begin(), raw.cursor(name="adf_source") as cur:
                 cur.itersize = size
                 cur.execute(str(compiled), compiled.params)
                 while rows := cur.fetchmany(size):
