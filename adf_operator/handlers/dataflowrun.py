@@ -55,9 +55,12 @@ def _pod_matters(type: str | None, body: kopf.Body, **_: Any) -> bool:
 
 @kopf.on.event("batch", "v1", "jobs", labels={names.LABEL_RUN: kopf.PRESENT}, when=_job_matters)
 def job_event(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
-    actions.follow_run(str(namespace), labels[names.LABEL_RUN], actions.now())
+    """Events are not retried: a failure here is counted, and the run's timer catches up."""
+    with api_errors("jobs"):
+        actions.follow_run(str(namespace), labels[names.LABEL_RUN], actions.now())
 
 
 @kopf.on.event("v1", "pods", labels={names.LABEL_RUN: kopf.PRESENT}, when=_pod_matters)
 def pod_event(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
-    actions.follow_run(str(namespace), labels[names.LABEL_RUN], actions.now())
+    with api_errors("pods"):
+        actions.follow_run(str(namespace), labels[names.LABEL_RUN], actions.now())
