@@ -23,6 +23,7 @@ while a run streams from it (use WAL mode or two files).
 from __future__ import annotations
 
 import codecs
+import logging
 import os
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import closing
@@ -90,6 +91,7 @@ from adf_core.spec import SqlSinkSpec, SqlSourceSpec
 if TYPE_CHECKING:
     import psycopg
 
+log = logging.getLogger("adf.sql")
 STATE_TABLE = "adf_state"
 COPY_TEXT = "postgresql-copy-text"  # raw batch format: COPY text rows, then the client encoding
 SQLITE_NATIVE = "sqlite-native"  # raw batch format: rows of SQLite's stored values
@@ -699,6 +701,7 @@ class PostgresWriter:
 
     def __init__(self) -> None:
         self._oids: dict[str, dict[str, int]] = {}
+        self._text_only: set[str] = set()
 
     def _column_oids(self, conn: Connection, table: Table) -> dict[str, int]:
         _, name = _quoted(conn, table)
@@ -712,40 +715,53 @@ class PostgresWriter:
         return self._oids[name]
 
     def _binary_types(
-        self, conn: Connection, table: Table, columns: Sequence[str], rows: list[Row]
+        self, conn: Connection, table: Table, columns: Sequence[str], first: Row
     ) -> list[int] | None:
-        """The columns' oids when every value suits binary COPY, else None (use text)."""
+        """The columns' oids when the first row's values suit binary COPY, else None (text)."""
         oids = self._column_oids(conn, table)
         types = [oids.get(c, 0) for c in columns]
-        for oid, values in zip(types, zip(*rows, strict=True), strict=True):
+        for oid, value in zip(types, first, strict=True):
             allowed = _BINARY_SAFE.get(oid)
-            if allowed is None or not set(map(type, values)) <= {*allowed, type(None)}:
+            if allowed is None or (value is not None and type(value) not in allowed):
                 return None
-            if oid in (1114, 1184):  # timestamp wants naive datetimes, timestamptz aware ones
-                sample = next((v for v in values if v is not None), None)
-                if sample is not None and (sample.tzinfo is None) != (oid == 1114):
-                    return None
+            if (
+                oid in (1114, 1184)
+                and value is not None
+                and (value.tzinfo is None) != (oid == 1114)
+            ):
+                return None  # timestamp wants naive datetimes, timestamptz aware ones
         return types
 
     def _copy(
         self, conn: Connection, table: Table, target: str, columns: Sequence[str],
         rows: list[Row] | RawCopy,
     ) -> None:  # fmt: skip
+        import psycopg
+
         q = conn.dialect.identifier_preparer.quote
         statement = f"COPY {target} ({', '.join(map(q, columns))}) FROM STDIN"
-        binary = (
-            None
-            if isinstance(rows, RawCopy) or not rows
-            else self._binary_types(conn, table, columns, rows)
-        )
-        if binary is not None:
-            statement += " (FORMAT BINARY)"
-        with _psycopg(conn).cursor() as cur, cur.copy(statement) as copy:
-            if isinstance(rows, RawCopy):
+        if isinstance(rows, RawCopy):
+            with _psycopg(conn).cursor() as cur, cur.copy(statement) as copy:
                 copy.write(rows.data)
+            return
+        binary = None
+        if rows and target not in self._text_only:
+            binary = self._binary_types(conn, table, columns, rows[0])
+        if binary is not None:
+            try:  # a later row with other types fails the binary dump: redo the batch as text
+                with conn.begin_nested():
+                    self._write(conn, statement + " (FORMAT BINARY)", rows, binary)
                 return
-            if binary is not None:
-                copy.set_types(binary)
+            except (TypeError, ValueError, OverflowError, psycopg.Error):
+                log.debug("binary COPY into %s refused a value; text COPY from now on", target)
+                self._text_only.add(target)
+        self._write(conn, statement, rows, None)
+
+    @staticmethod
+    def _write(conn: Connection, statement: str, rows: list[Row], types: list[int] | None) -> None:
+        with _psycopg(conn).cursor() as cur, cur.copy(statement) as copy:
+            if types is not None:
+                copy.set_types(types)
             for row in rows:
                 copy.write_row(row)
 
