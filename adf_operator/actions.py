@@ -42,6 +42,7 @@ FLOW_FIELDS = frozenset(
 )
 RUN_FIELDS = frozenset(DataFlowStatus.model_fields) - FLOW_FIELDS
 CONFLICT_RETRIES = 8
+BAD_REQUEST, INVALID = 400, 422
 
 
 def now() -> datetime:
@@ -204,7 +205,17 @@ def launch_run(body: Body, config: OperatorConfig, at: datetime) -> None:
         return
     _adopt(body, flow_body)
     job = build_job(body, flow_body, flow, config.default_image)
-    if kube.create_job(job):
+    try:
+        created = kube.create_job(job)
+    except ApiException as exc:
+        if exc.status not in (BAD_REQUEST, INVALID):
+            raise
+        # A Job the API server refuses (say, runTemplate.resources of "lots") never gets better.
+        message = f"the Job built from spec.runTemplate was refused: {kube.api_message(exc)}"
+        _write_run(namespace, name, lambda s: runs.fail(s, "InvalidJob", message, at))
+        post(body, Event("Warning", "InvalidJob", message))
+        return
+    if created:
         post(body, Event("Normal", "JobCreated", f"created Job {job['metadata']['name']}"))
     job_name = job["metadata"]["name"]
     _write_run(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -57,10 +57,9 @@ def _api_errors() -> Iterator[None]:
     try:
         yield
     except ApiException as exc:
-        detail = exc.reason
-        with suppress(TypeError, ValueError, KeyError):
-            detail = json.loads(exc.body or "")["message"]
-        typer.echo(f"adf: Kubernetes API error {exc.status}: {detail}", err=True)
+        from adf_operator.kube import api_message
+
+        typer.echo(f"adf: Kubernetes API error {exc.status}: {api_message(exc)}", err=True)
         raise typer.Exit(1) from None
     except (ConfigException, HTTPError) as exc:
         typer.echo(f"adf: cannot reach the Kubernetes API: {exc}", err=True)

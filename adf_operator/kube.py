@@ -42,6 +42,14 @@ def api() -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+def api_message(exc: ApiException) -> str:
+    """The API server's own explanation of a refusal (a Status object's message)."""
+    try:
+        return str(json.loads(exc.body or "")["message"])
+    except (ValueError, KeyError, TypeError):
+        return str(exc.reason)
+
+
 def _json(response: Any) -> Body:
     return dict(json.loads(response.data))
 

@@ -146,7 +146,7 @@ def wait_phase(kubectl: Kubectl, ns: str, run: str, *phases: str, timeout: float
 
 
 def only_run(kubectl: Kubectl, ns: str) -> Obj:
-    items = wait_for(lambda: runs_of(kubectl, ns), timeout=30, what="a DataFlowRun")
+    items = wait_for(lambda: runs_of(kubectl, ns), timeout=60, what="a DataFlowRun")
     assert len(items) == 1, [r["metadata"]["name"] for r in items]
     return items[0]
 
@@ -350,6 +350,21 @@ def test_missing_table_fails_naming_it(
     failed = wait_phase(kubectl, namespace, name, "Failed", "Succeeded")["status"]
     assert failed["phase"] == "Failed" and "no_such_table" in failed["message"]
     assert failed["exitCode"] == 4
+
+
+def test_job_refused_by_the_api_server_fails_the_run(
+    kubectl: Kubectl, namespace: str, shop: Path, operator: KopfRunner
+) -> None:
+    kubectl.apply(
+        flow_manifest(runTemplate={"resources": {"limits": {"memory": "lots"}}}), namespace
+    )
+    adf("trigger", FLOW, "-n", namespace)
+    name = only_run(kubectl, namespace)["metadata"]["name"]
+    failed = wait_phase(kubectl, namespace, name, "Failed", "Succeeded")["status"]
+    assert failed["conditions"][-1]["reason"] == "InvalidJob"
+    assert "spec.runTemplate was refused" in failed["message"]
+    assert "quantities must match" in failed["message"]  # the API server's reason
+    assert not kubectl.run("get", "jobs", "-n", namespace, "-o", "name")
 
 
 # --- scheduling policies -------------------------------------------------------------------------
