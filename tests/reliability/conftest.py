@@ -92,7 +92,9 @@ def dbs(
     pg_server: LocalPostgres, new_database: Callable[[str], str], kubectl: Kubectl, namespace: str
 ) -> Databases:
     """A source and a sink database, with their URLs in the Secrets the flows name."""
-    databases = Databases(pg_server, new_database("src"), new_database("sink"), namespace)
+    databases = Databases(
+        pg_server, new_database("src"), pg_server, new_database("sink"), namespace
+    )
     databases.create_secrets(kubectl)
     return databases
 

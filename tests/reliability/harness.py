@@ -137,28 +137,37 @@ def compare(expected: list[Row], sink: list[Row]) -> Comparison:
 
 @dataclass
 class Databases:
-    """A source and a sink database of one test on the suite's server."""
+    """A source and a sink database of one test (on one server, or on two)."""
 
-    server: LocalPostgres
+    source_server: LocalPostgres
     source_db: str
+    sink_server: LocalPostgres
     sink_db: str
     namespace: str
 
+    @property
+    def urls(self) -> dict[str, str]:
+        """The Secrets' URLs, passwords included (what must never show up anywhere)."""
+        return {
+            SOURCE_SECRET: self.source_server.url(self.source_db),
+            SINK_SECRET: self.sink_server.url(self.sink_db),
+        }
+
     def create_secrets(self, kubectl: Kubectl) -> None:
-        for secret, database in ((SOURCE_SECRET, self.source_db), (SINK_SECRET, self.sink_db)):
+        for secret, url in self.urls.items():
             body = {
                 "apiVersion": "v1",
                 "kind": "Secret",
                 "metadata": {"name": secret},
-                "stringData": {"url": self.server.url(database)},
+                "stringData": {"url": url},
             }
             kubectl.apply(body, self.namespace)
 
     def source(self) -> psycopg.Connection[Row]:
-        return self.server.connect(self.source_db)
+        return self.source_server.connect(self.source_db)
 
     def sink(self) -> psycopg.Connection[Row]:
-        return self.server.connect(self.sink_db)
+        return self.sink_server.connect(self.sink_db)
 
     def fill(self, rows: int, *tables: str) -> None:
         """`rows` products in the source; empty keyless sink tables (duplicates stay visible)."""
@@ -212,6 +221,16 @@ def check_prefix(expected: list[Row], watermark: Watermark | None, sink: list[Ro
         )
     else:
         assert watermark is None, f"watermark {watermark} but no committed row"
+
+
+def pg_ctl(server: LocalPostgres, action: str) -> None:
+    """`pg_ctl stop|restart -m fast` on a test server, keeping its data (LocalPostgres itself only
+    starts a fresh server and stops it for good); `restart` also starts a stopped server with the
+    options it last ran with."""
+    log = ["-l", str(server.log_file)] if action != "stop" else []
+    server._run(
+        server.pg_ctl, action, *log, "-m", "fast", "-w", "-t", "60", "-D", str(server.data_dir)
+    )
 
 
 # --- manifests ---------------------------------------------------------------------------------
