@@ -13,17 +13,34 @@ import os
 import time
 import urllib.error
 import urllib.request
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
 import typer
 
+from adf_operator import logsetup
 from adf_operator.heartbeat.security import AddressPolicy, TokenSource
 
 TOKEN_ENV = "ADF_HEARTBEAT_TOKEN"
 MAX_BACKOFF = 30.0
 _PERMANENT = frozenset({400, 401, 403, 404, 405, 413})
+
+
+class LogFormat(StrEnum):
+    """The choices of --log-format (adf_operator.logsetup.FORMATS)."""
+
+    text = "text"
+    json = "json"
+
+
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
 
 heartbeat_app = typer.Typer(
     name="heartbeat",
@@ -69,7 +86,10 @@ def serve(
         bool,
         typer.Option(help="Let anyone read the dashboard; actions still need the token."),
     ] = False,
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    log_format: Annotated[
+        LogFormat, typer.Option(help="text lines for people, JSON lines for log collectors.")
+    ] = LogFormat.text,
+    log_level: Annotated[LogLevel, typer.Option(case_sensitive=False)] = LogLevel.INFO,
 ) -> None:
     """Serve POST /heartbeat, /healthz, /readyz, /metrics and the dashboard."""
     from aiohttp import web  # imported here: `adf --help` stays fast
@@ -79,9 +99,7 @@ def serve(
     from adf_operator.heartbeat.app import Settings, create_app
     from adf_operator.heartbeat.kube import KubeFlowStore, api_client
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logsetup.configure(log_format, log_level)
     try:
         token = _token_source(token_file)
         policy = AddressPolicy(allow_cidr or [], trust_forwarded_for)
