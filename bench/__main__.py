@@ -30,6 +30,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=suite.GROUPS,
         help="run only this group of figures (repeatable)",
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="take each measurement N times, keep the fastest"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument(
         "--profile",
@@ -37,8 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run the engine under cProfile and keep <name>.prof here (slows it down)",
     )
     args = parser.parse_args(argv)
-    if args.rows < 1:
-        parser.error("--rows must be positive")
+    if args.rows < 1 or args.repeat < 1:
+        parser.error("--rows and --repeat must be positive")
     return args
 
 
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     server = acquire(durable=True)
     try:
         with tempfile.TemporaryDirectory(prefix="adf-bench-") as workdir:
-            bench = suite.Bench(server, args.rows, Path(workdir), args.profile)
+            bench = suite.Bench(server, args.rows, Path(workdir), args.profile, args.repeat)
             if args.profile:
                 args.profile.mkdir(parents=True, exist_ok=True)
             with console.status(f"building {args.rows:,} products"):

@@ -76,6 +76,13 @@ def count_rows(server: PostgresServer, table: str) -> int:
         return count
 
 
+def forget_watermark(server: PostgresServer, flow_id: str) -> None:
+    """Drop a flow's committed watermark, so that a repeated run reads every row again."""
+    with server.connect(SINK_DB) as conn:
+        if conn.execute("SELECT to_regclass('adf_state')").fetchone() != (None,):
+            conn.execute("DELETE FROM adf_state WHERE flow_id = %s", (flow_id,))
+
+
 def checkpoint(server: PostgresServer) -> None:
     """Flush dirty pages so that one measurement does not pay for the previous one's writes."""
     with server.connect() as conn:

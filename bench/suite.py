@@ -97,6 +97,7 @@ class Bench:
     rows: int
     workdir: Path
     profile_dir: Path | None = None
+    repeat: int = 1
     results: dict[str, Measurement] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     source_url: str = ""
@@ -118,8 +119,9 @@ class Bench:
     def measure(self, name: str) -> Measurement | None:
         """The measurement `name`, taken now unless already taken (None when it failed)."""
         if name not in self.results and name not in self.errors:
-            try:
-                self.results[name] = MEASUREMENTS[name](self)
+            try:  # the fastest of `repeat` runs: the others lost time to something else
+                runs = [MEASUREMENTS[name](self) for _ in range(self.repeat)]
+                self.results[name] = min(runs, key=lambda m: m.seconds)
             except Exception as exc:  # one broken path must not hide the others' figures
                 self.errors[name] = str(exc)
         return self.results.get(name)
@@ -137,8 +139,10 @@ class Bench:
         self, name: str, table: str, sink: dict[str, Any], steps: list[dict[str, Any]]
     ) -> Measurement:
         env = adf.flow_env(self.source_url, self.sink_url, self.workdir / "termination-log")
-        data.checkpoint(self.server)
         document = flow("bench-" + name.replace("_", "-"), table, sink, steps)
+        data.forget_watermark(self.server, f"{document['metadata']['namespace']}/"
+                              f"{document['metadata']['name']}")  # fmt: skip
+        data.checkpoint(self.server)
         run = self._run_engine(name, document, env)
         return self._engine_measurement(name, run, data.count_rows(self.server, table))
 
