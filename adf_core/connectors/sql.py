@@ -257,7 +257,8 @@ class SqlSource(Source[SqlSourceSpec]):
                 [self._tie] if self._tie else primary or ([cursor.column] if cursor else [])
             )
             if spec.where is not None:
-                self._probe(self._select(ReadRequest(limit=0)), "spec.source.sql.where")
+                condition = select(literal(1)).select_from(self._from).where(text(spec.where))
+                self._probe(condition.limit(0), "spec.source.sql.where")
 
     def _probe(self, stmt: Any, field: str) -> Any:
         assert self._conn is not None and self._engine is not None
