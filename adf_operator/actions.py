@@ -119,29 +119,29 @@ class FlowResult:
 
 
 def reconcile_flow(body: Body, at: datetime) -> FlowResult:
-    """Validate the flow; run its due slot and its run-now request, if any."""
+    """Validate the flow; run its due slot and its run-now request, if any (kopf handles one
+    object at a time, so this needs no lock)."""
     meta = body["metadata"]
-    with _locks.hold("flow", meta["namespace"], meta["name"]):
-        current = DataFlowStatus.model_validate(body.get("status") or {})
-        result = flows.reconcile(body, current, at)
-        for event in result.events:
-            post(body, event)
-        status, flow = result.status, result.flow
-        METRICS.flow_conditions(meta["namespace"], meta["name"], dump(status)["conditions"])
-        annotations: Mapping[str, str] = meta.get("annotations") or {}
-        remove = []
+    current = DataFlowStatus.model_validate(body.get("status") or {})
+    result = flows.reconcile(body, current, at)
+    for event in result.events:
+        post(body, event)
+    status, flow = result.status, result.flow
+    annotations: Mapping[str, str] = meta.get("annotations") or {}
+    remove = []
+    if flow is not None:
+        slot = flows.pending_slot(annotations, status)
+        if slot is not None:
+            status = _run_slot(body, flow, status, slot, flows.missed_slots(annotations), at)
+    if names.RUN_NOW in annotations:
         if flow is not None:
-            slot = flows.pending_slot(annotations, status)
-            if slot is not None:
-                missed = flows.missed_slots(annotations)
-                status = _run_slot(body, flow, status, slot, missed, at)
-        if names.RUN_NOW in annotations:
-            if flow is not None:
-                _run_now(body, flow, annotations[names.RUN_NOW], at)
-            else:
-                post(body, Event("Warning", "RunNowRefused", "the spec is invalid: see Ready"))
-            remove.append(names.RUN_NOW)
-        return FlowResult(dump(status, FLOW_FIELDS), remove)
+            _run_now(body, flow, annotations[names.RUN_NOW], at)
+        else:
+            post(body, Event("Warning", "RunNowRefused", "the spec is invalid: see Ready"))
+        remove.append(names.RUN_NOW)
+    own = dump(status, FLOW_FIELDS)
+    METRICS.flow_conditions(meta["namespace"], meta["name"], own["conditions"])
+    return FlowResult(own, remove)
 
 
 def _run_slot(
@@ -314,7 +314,7 @@ def settle_flow(run: Body, status: DataFlowRunStatus) -> Body | None:
     """Record a run's phase in its flow's status; returns the flow (None if it is gone)."""
     namespace = run["metadata"]["namespace"]
     flow_name = run["spec"]["dataFlowRef"]["name"]
-    with _locks.hold("flow-runs", namespace, flow_name):
+    with _locks.hold("flow", namespace, flow_name):
         for _ in range(CONFLICT_RETRIES):
             flow_body = kube.get_object(names.FLOW_PLURAL, namespace, flow_name)
             if flow_body is None:
