@@ -192,14 +192,27 @@ through secretKeyRef env vars resolved by the kubelet.
   verbs: ["create", "patch"]
 {{- end }}
 
-{{/* The heartbeat lists DataFlows (and their runs, for the dashboard) and patches due ones. */}}
+{{/*
+The heartbeat lists DataFlows and patches the due ones' trigger annotation (it never watches).
+Its dashboard, when enabled, reads the same DataFlows and patches their run-now annotation and
+spec.suspend; reads runs and deletes finished ones (purge; their Jobs and pods go by owner
+reference); and, for a run's page, reads its Job, lists its pods and the events about it.
+*/}}
 {{- define "adf.rules.heartbeat" -}}
 - apiGroups: ["activedataflow.io"]
   resources: ["dataflows"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "patch"]
+{{- if .Values.heartbeat.dashboard.enabled }}
 - apiGroups: ["activedataflow.io"]
   resources: ["dataflowruns"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "delete"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get"]
+- apiGroups: [""]
+  resources: ["pods", "events"]
+  verbs: ["list"]
+{{- end }}
 {{- end }}
 
 {{/* Cluster-scoped reads kopf needs in every mode: it checks the CRDs it serves. */}}

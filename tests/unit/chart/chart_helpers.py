@@ -52,3 +52,14 @@ def workloads(objects: Objects) -> Objects:
 def rules(objects: Objects) -> list[dict[str, Any]]:
     """Every RBAC rule of every Role and ClusterRole."""
     return [r for o in objects if o["kind"] in ("Role", "ClusterRole") for r in o["rules"]]
+
+
+def grants(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) for every right a Role or ClusterRole gives."""
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }

@@ -6,6 +6,7 @@ No cluster is involved: `helm template` with the dev control plane's Kubernetes 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -75,3 +76,29 @@ def lint(tmp_path: Path) -> Callable[[dict[str, Any]], subprocess.CompletedProce
         return run_helm("lint", "--strict", str(CHART), values=values, tmp_path=tmp_path)
 
     return _lint
+
+
+@pytest.fixture
+def notes(tmp_path: Path) -> Callable[..., str]:
+    """notes(values) -> the rendered NOTES.txt.
+
+    `helm template` leaves NOTES.txt out and `helm install --dry-run` needs a cluster, so a copy
+    of the chart renders it through `tpl` into an object of its own.
+    """
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    shutil.copy(chart / "templates" / "NOTES.txt", chart / "notes.txt")
+    (chart / "templates" / "zz-notes.yaml").write_text(
+        'notes: {{ tpl (.Files.Get "notes.txt") . | toJson }}\n'
+    )
+
+    def _notes(values: dict[str, Any] | None = None) -> str:
+        proc = run_helm(
+            "template", RELEASE, str(chart), "--namespace", NAMESPACE,
+            "--show-only", "templates/zz-notes.yaml", values=values, tmp_path=tmp_path,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        text: str = yaml.safe_load(proc.stdout)["notes"]
+        return text
+
+    return _notes

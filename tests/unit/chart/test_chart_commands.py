@@ -23,8 +23,14 @@ ROOT = Path(__file__).resolve().parents[3]
 # Value sets that switch on every optional flag of the chart's commands.
 FLAG_VALUES: dict[str, Any] = {
     "watch": {"scope": "namespaces", "namespaces": ["shop"]},
-    "heartbeat": {"allowCidrs": ["10.0.0.0/8"], "trustForwardedFor": True},
+    "heartbeat": {
+        "allowCidrs": ["10.0.0.0/8"],
+        "trustForwardedFor": True,
+        "dashboard": {"openReadOnly": True},
+        "logFormat": "json",
+    },
 }
+NO_DASHBOARD: dict[str, Any] = {"heartbeat": {"dashboard": {"enabled": False}}}
 
 
 def resolve(command: list[str]) -> Any:
@@ -46,7 +52,9 @@ def options(command: Any) -> set[str]:
     return {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
 
 
-@pytest.mark.parametrize("values", [{}, FLAG_VALUES], ids=["default", "all-flags"])
+@pytest.mark.parametrize(
+    "values", [{}, FLAG_VALUES, NO_DASHBOARD], ids=["default", "all-flags", "no-dashboard"]
+)
 def test_chart_commands_and_flags_exist(
     values: dict[str, Any], render: Callable[..., Objects]
 ) -> None:

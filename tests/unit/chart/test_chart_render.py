@@ -7,6 +7,7 @@ and asserts on the objects: what a reviewer of the chart would check by eye.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from chart_helpers import (
     Objects,
     containers,
     find,
+    grants,
     one,
     pod_spec,
     rules,
@@ -31,6 +33,16 @@ OPERATOR = f"{PREFIX}-operator"
 HEARTBEAT = f"{PREFIX}-heartbeat"
 PINGER = f"{PREFIX}-pinger"
 TOKEN_SECRET = f"{PREFIX}-heartbeat-token"
+
+# What the heartbeat may do: list DataFlows and patch the due ones; its dashboard also reads runs
+# (and deletes finished ones), a run's Job, pods and events. Nothing else, and never a watch.
+HEARTBEAT_PING = {("activedataflow.io", "dataflows", v) for v in ("get", "list", "patch")}
+HEARTBEAT_WITH_DASHBOARD = HEARTBEAT_PING | {
+    *(("activedataflow.io", "dataflowruns", v) for v in ("get", "list", "delete")),
+    ("batch", "jobs", "get"),
+    ("", "pods", "list"),
+    ("", "events", "list"),
+}
 
 # The value sets of the issue (charts/active-data-flow/ci/, chart-testing's convention); the
 # server-side dry-run test applies the same files.
@@ -163,9 +175,7 @@ def test_operator_settings_follow_values(render: Render) -> None:
 def test_cluster_wide_rbac(render: Render) -> None:
     objects = render()
     assert not find(objects, "Role") and not find(objects, "RoleBinding")
-    operator = one(objects, "ClusterRole", OPERATOR)
-    granted = {(g, r, v) for rule in operator["rules"] for g in rule["apiGroups"]
-               for r in rule["resources"] for v in rule["verbs"]}  # fmt: skip
+    granted = grants(one(objects, "ClusterRole", OPERATOR))
     for verb in ("get", "list", "watch", "patch"):
         assert ("activedataflow.io", "dataflows", verb) in granted
     for verb in ("create", "get", "list", "watch", "patch", "delete"):
@@ -178,13 +188,7 @@ def test_cluster_wide_rbac(render: Render) -> None:
     assert ("", "events", "create") in granted
     assert ("apiextensions.k8s.io", "customresourcedefinitions", "list") in granted
     assert ("", "namespaces", "watch") in granted
-    heartbeat = one(objects, "ClusterRole", HEARTBEAT)
-    hb_granted = {
-        (r, v) for rule in heartbeat["rules"] for r in rule["resources"] for v in rule["verbs"]
-    }
-    assert hb_granted == {("dataflows", v) for v in ("get", "list", "watch", "patch")} | {
-        ("dataflowruns", v) for v in ("get", "list", "watch")
-    }
+    assert grants(one(objects, "ClusterRole", HEARTBEAT)) == HEARTBEAT_WITH_DASHBOARD
 
 
 def test_namespaced_rbac(render: Render) -> None:
@@ -193,6 +197,8 @@ def test_namespaced_rbac(render: Render) -> None:
         for name in (OPERATOR, HEARTBEAT):
             [role] = [r for r in find(objects, "Role", name) if r["metadata"]["namespace"] == ns]
             assert any("dataflows" in rule["resources"] for rule in role["rules"])
+            if name == HEARTBEAT:
+                assert grants(role) == HEARTBEAT_WITH_DASHBOARD
             [binding] = [
                 b for b in find(objects, "RoleBinding", name) if b["metadata"]["namespace"] == ns
             ]
@@ -219,7 +225,12 @@ def test_heartbeat_deployment_and_service(render: Render) -> None:
     objects = render()
     [c] = containers(one(objects, "Deployment", HEARTBEAT))
     assert c["command"] == ["adf", "heartbeat", "serve"]
-    assert c["args"] == ["--host=0.0.0.0", "--port=8080", "--token-file=/etc/adf/heartbeat/token"]
+    assert c["args"] == [
+        "--host=0.0.0.0",
+        "--port=8080",
+        "--token-file=/etc/adf/heartbeat/token",
+        "--log-format=text",
+    ]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert {"name": "heartbeat-token", "mountPath": "/etc/adf/heartbeat", "readOnly": True} in c[
@@ -237,7 +248,29 @@ def test_allow_list_reaches_the_heartbeat(render: Render) -> None:
         "--allow-cidr=10.0.0.0/8",
         "--allow-cidr=fd00::/8",
         "--trust-forwarded-for",
+        "--log-format=text",
     ]
+
+
+def test_dashboard_open_read_only_and_json_logs(render: Render) -> None:
+    [c] = containers(one(render(VALUE_SETS["dashboard-open"]), "Deployment", HEARTBEAT))
+    assert c["args"][3:] == ["--dashboard-open-read-only", "--log-format=json"]
+
+
+@pytest.mark.parametrize("scope", ["cluster", "namespaced"])
+def test_without_dashboard_the_heartbeat_keeps_only_ping_rights(scope: str, render: Render) -> None:
+    values = {**VALUE_SETS["no-dashboard"]}
+    if scope == "namespaced":
+        values.update(VALUE_SETS["namespaced"])
+    objects = render(values)
+    [c] = containers(one(objects, "Deployment", HEARTBEAT))
+    assert "--no-dashboard" in c["args"] and "--dashboard-open-read-only" not in c["args"]
+    roles = find(objects, "ClusterRole" if scope == "cluster" else "Role", HEARTBEAT)
+    assert roles and all(grants(role) == HEARTBEAT_PING for role in roles)
+    # Opening a dashboard that is not served changes nothing.
+    values["heartbeat"] = {"dashboard": {"enabled": False, "openReadOnly": True}}
+    [c] = containers(one(render(values), "Deployment", HEARTBEAT))
+    assert "--dashboard-open-read-only" not in c["args"]
 
 
 def test_pinger_cronjob(render: Render) -> None:
@@ -347,3 +380,42 @@ def test_long_release_names_still_fit(render: Render, tmp_path: Any) -> None:
         assert len(obj["metadata"]["name"]) <= 63, obj["metadata"]["name"]
     # CronJob names must leave room for the Job suffix the controller appends.
     assert len(one(objects, "CronJob", "x" * 40 + "-pinger")["metadata"]["name"]) <= 52
+
+
+def test_grafana_dashboard_config_map(render: Render) -> None:
+    assert not find(render(), "ConfigMap")
+    [config_map] = find(render(VALUE_SETS["grafana-dashboard"]), "ConfigMap")
+    meta = config_map["metadata"]
+    assert meta["name"] == f"{PREFIX}-grafana-dashboard" and meta["namespace"] == NAMESPACE
+    assert meta["labels"]["grafana_dashboard"] == "1" and meta["labels"]["release"] == "prom"
+    assert meta["annotations"] == {"grafana_folder": "ActiveDataFlow"}
+    [(key, text)] = config_map["data"].items()
+    assert key.endswith(".json")
+    assert json.loads(text) == json.loads((CHART / "dashboards" / "grafana.json").read_text())
+
+
+def test_grafana_dashboard_elsewhere_and_relabelled(render: Render) -> None:
+    objects = render({"grafanaDashboard": {
+        "enabled": True, "namespace": "monitoring", "labels": {"grafana_dashboard": "adf"},
+    }})  # fmt: skip
+    [config_map] = find(objects, "ConfigMap")
+    assert config_map["metadata"]["namespace"] == "monitoring"
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "adf"
+
+
+@pytest.mark.parametrize("open_read_only", [False, True])
+def test_notes_say_where_the_dashboard_and_api_are(
+    open_read_only: bool, notes: Callable[..., str]
+) -> None:
+    text = notes({"heartbeat": {"dashboard": {"openReadOnly": open_read_only}}})
+    assert f"http://{HEARTBEAT}.{NAMESPACE}.svc:8080/dashboard/" in text
+    assert "open http://127.0.0.1:8080/dashboard/ and sign in with\n   the token" in text
+    assert ("reading\n   is open to anyone" in text) is open_read_only
+    assert "http://127.0.0.1:8080/api/v1/ (Authorization: Bearer <token>)" in text
+    assert "http://127.0.0.1:8080/api/v1/openapi.json" in text
+
+
+def test_notes_without_dashboard(notes: Callable[..., str]) -> None:
+    text = notes(VALUE_SETS["no-dashboard"])
+    assert "adf heartbeat ping --url http://127.0.0.1:8080/heartbeat --token-file token" in text
+    assert "/dashboard/" not in text and "/api/v1/" not in text
