@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -34,6 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--repeat", type=int, default=1, help="take each measurement N times, keep the fastest"
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--markdown", type=Path, help="also write the tables as Markdown here")
     parser.add_argument(
         "--profile",
         type=Path,
@@ -71,10 +73,26 @@ def figures_table(figures: list[suite.Figure]) -> Table:
     return table
 
 
+def markdown(bench: suite.Bench, figures: list[suite.Figure], context: str) -> str:
+    """The two tables as Markdown, for bench/RESULTS.md."""
+    lines = [context, "", "| measurement | rows | seconds | rows/s | peak RSS MB |",
+             "|---|--:|--:|--:|--:|"]  # fmt: skip
+    for m in bench.results.values():
+        rss = "" if m.peak_rss_mb is None else f"{m.peak_rss_mb:.0f}"
+        lines.append(f"| {m.name} | {m.rows:,} | {m.seconds:.2f} | {m.rate:,.0f} | {rss} |")
+    lines += ["", "| figure | value | target | result | note |", "|---|--:|---|---|---|"]
+    for f in figures:
+        value = "" if f.value is None else f"{f.value:g}"
+        figure = f.figure.replace("\\", "\\\\")
+        lines.append(f"| {figure} | {value} | {f.target} | {f.as_json()['status']} | {f.note} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     console = Console()
     groups = args.only or suite.GROUPS
+    load_before = os.getloadavg()[0]
     server = acquire(durable=True)
     try:
         with tempfile.TemporaryDirectory(prefix="adf-bench-") as workdir:
@@ -87,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
                 figures = suite.run(bench, groups)
     finally:
         server.stop()
+    context = (
+        f"{args.rows:,} products, fastest of {args.repeat} run(s), {os.cpu_count()} CPUs, "
+        f"load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after"
+    )
+    console.print(context)
     console.print(measurements_table(bench))
     console.print(figures_table(figures))
     problems = suite.rows_check(bench) + [f"{n}: {e}" for n, e in bench.errors.items()]
@@ -95,11 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         report = {
             "rows": args.rows,
+            "context": context,
             "measurements": {n: m.as_json() for n, m in bench.results.items()},
             "errors": bench.errors,
             "figures": [f.as_json() for f in figures],
         }
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(markdown(bench, figures, context))
     return 1 if problems else 0
 
 
