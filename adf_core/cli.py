@@ -233,13 +233,21 @@ def validate(
 
 
 def _register_plugins() -> None:
+    """Add the subcommands of every ``adf.commands`` entry point.
+
+    A plugin that fails to load or to build its commands is left out with a warning on stderr:
+    ``adf run`` in a run pod must never depend on the operator's or heartbeat's code.
+    """
     for entry in entry_points(group="adf.commands"):
+        commands, groups = list(app.registered_commands), list(app.registered_groups)
         try:
-            register = entry.load()
-        except ImportError as exc:  # a plugin whose extras are not installed: adf run still works
-            logging.getLogger("adf").debug("adf.commands %s unavailable: %s", entry.name, exc)
-            continue
-        register(app)
+            entry.load()(app)
+            typer.main.get_command(app)  # typer builds commands lazily: fail here, not later
+        except ImportError:  # its extras are not installed (an engine-only image): say nothing
+            app.registered_commands[:], app.registered_groups[:] = commands, groups
+        except Exception as exc:  # any other error in a plugin: keep the engine's own commands
+            app.registered_commands[:], app.registered_groups[:] = commands, groups
+            err.print(f"adf: subcommands {entry.name!r} unavailable: {exc}", markup=False)
 
 
 _register_plugins()
