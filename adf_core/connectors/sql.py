@@ -506,6 +506,8 @@ class SqlSource(Source[SqlSourceSpec]):
         assert self._conn is not None and self._engine is not None
         compiled = stmt.compile(dialect=self._engine.dialect)
         sql, params = str(compiled), compiled.params
+        if not params:  # psycopg's COPY leaves the %% escapes alone when no parameter is given
+            sql = sql.replace("%%", "%")
         size = self.spec.batch_size
         raw = _psycopg(self._conn)
         from psycopg.pq import Format
