@@ -506,8 +506,8 @@ class SqlSource(Source[SqlSourceSpec]):
         assert self._conn is not None and self._engine is not None
         compiled = stmt.compile(dialect=self._engine.dialect)
         sql, params = str(compiled), compiled.params
-        if not params:  # psycopg's COPY leaves the %% escapes alone when no parameter is given
-            sql = sql.replace("%%", "%")
+        # psycopg's COPY leaves the %% escapes alone when it is given no parameters.
+        copy_sql, copy_params = (sql, params) if params else (sql.replace("%%", "%"), None)
         size = self.spec.batch_size
         raw = _psycopg(self._conn)
         from psycopg.pq import Format
@@ -529,7 +529,7 @@ class SqlSource(Source[SqlSourceSpec]):
                 mark = _not_behind(Watermark(*values), after) if values else None
                 return Batch(self._names, [], source, mark, self.key_columns, None, data, count)
 
-            with cur.copy(f"COPY ({sql}) TO STDOUT", params) as copy:
+            with cur.copy(f"COPY ({copy_sql}) TO STDOUT", copy_params) as copy:
                 buffer, lines = bytearray(), 0
                 for chunk in copy:
                     start = len(buffer)
