@@ -222,7 +222,9 @@ def launch_run(body: Body, config: OperatorConfig, at: datetime) -> None:
         namespace,
         name,
         lambda s: (
-            s if s.job_name else s.model_copy(update={"phase": "Pending", "job_name": job_name})
+            s
+            if s.job_name or s.phase in FINAL_PHASES
+            else s.model_copy(update={"phase": "Pending", "job_name": job_name})
         ),
         body,
     )
@@ -241,13 +243,20 @@ def _adopt(run: Body, flow_body: Body) -> None:
         kube.patch_object(names.RUN_PLURAL, meta["namespace"], meta["name"], {"metadata": patch})
 
 
-def follow_run(namespace: str, name: str, at: datetime) -> None:
-    """Bring the run's status up to date with its Job and pods."""
+def follow_run(
+    namespace: str, name: str, at: datetime, config: OperatorConfig | None = None
+) -> None:
+    """Bring the run's status up to date with its Job and pods. With `config` (the periodic
+    check), a run whose launch was lost is launched: it is read fresh here, so a stale copy can
+    never launch a finished run."""
     run = kube.get_object(names.RUN_PLURAL, namespace, name)
     if run is None or not runs.is_active(run):
         return
-    job_name = (run.get("status") or {}).get("jobName") or names.job_name(name)
-    job = kube.get_job(namespace, job_name)
+    job_name = (run.get("status") or {}).get("jobName")
+    if job_name is None and config is not None:
+        launch_run(run, config, at)
+        return
+    job = kube.get_job(namespace, job_name or names.job_name(name))
     pods = kube.list_run_pods(namespace, name) if job is not None else []
     _write_run(namespace, name, lambda s: runs.observe(s, job, pods, at), run)
 

@@ -38,11 +38,11 @@ def _active(body: kopf.Body, **_: Any) -> bool:
     initial_delay=FOLLOW_INTERVAL,
     when=_active,
 )
-def dataflowrun_follow(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+def dataflowrun_follow(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     """The safety net: a run whose Job vanished, or whose launch never happened, is resolved
     within one interval even if no Job or pod event arrives."""
     with api_errors(names.RUN_PLURAL):
-        actions.launch_run(dict(body), memo.config, actions.now())
+        actions.follow_run(str(namespace), name, actions.now(), memo.config)
 
 
 def _job_matters(type: str | None, body: kopf.Body, **_: Any) -> bool:
