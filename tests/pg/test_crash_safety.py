@@ -18,7 +18,6 @@ from tests.support.pgflows import FlowDatabases
 
 pytestmark = pytest.mark.postgres
 
-ROWS = 4000
 KILLS = 3
 
 
@@ -37,10 +36,22 @@ def in_cursor_order(rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
     return sorted(rows, key=lambda row: (row[6], row[0]))  # (updated_at, id)
 
 
-@pytest.mark.parametrize("mode", ["append", "upsert"])
-def test_killed_runs_lose_nothing_and_duplicate_nothing(dbs: FlowDatabases, mode: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "rows", "batch_size", "row_delay"),
+    [
+        # A slow transform: kills land mostly while a batch is being transformed.
+        ("append", 4000, 100, "0.0003"),
+        ("upsert", 4000, 100, "0.0003"),
+        # Full speed: kills land anywhere, also in COPY, in the upsert and in the commit.
+        ("append", 100_000, 1000, "0"),
+    ],
+    ids=["append-slow", "upsert-slow", "append-full-speed"],
+)
+def test_killed_runs_lose_nothing_and_duplicate_nothing(
+    dbs: FlowDatabases, mode: str, rows: int, batch_size: int, row_delay: str
+) -> None:
     with dbs.source() as conn:
-        products.create_products(conn, ROWS)
+        products.create_products(conn, rows)
         # Interleave cursor order with id order, so a prefix by id would not pass by accident.
         conn.execute("UPDATE products SET updated_at = updated_at - (id % 4) * interval '1 hour'")
     with dbs.sink() as conn:
@@ -50,9 +61,9 @@ def test_killed_runs_lose_nothing_and_duplicate_nothing(dbs: FlowDatabases, mode
     expected = in_cursor_order(adf.exported(dbs.source_rows()))
     sink = {"table": "exports", "mode": mode, **({"keys": ["id"]} if mode == "upsert" else {})}
     source = {"table": "products", "cursor": {"column": "updated_at", "tieBreaker": "id"},
-              "batchSize": 100}  # fmt: skip
+              "batchSize": batch_size}  # fmt: skip
     path = dbs.write("crash", source=source, sink=sink, transform=[adf.EXPORT_STEP])
-    env = {**dbs.env, "ADF_TEST_ROW_DELAY": "0.0003"}  # ~0.03 s per batch, ~1.2 s per full run
+    env = {**dbs.env, "ADF_TEST_ROW_DELAY": row_delay}
 
     watermark = None
     prefix = 0
@@ -74,5 +85,5 @@ def test_killed_runs_lose_nothing_and_duplicate_nothing(dbs: FlowDatabases, mode
     final = adf.run_flow(path, dbs.env)
 
     assert final.returncode == 0, final.output
-    assert final.summary["rowsRead"] == ROWS - prefix  # resumed exactly after the prefix
+    assert final.summary["rowsRead"] == rows - prefix  # resumed exactly after the prefix
     assert in_cursor_order(dbs.sink_rows()) == expected
