@@ -104,3 +104,23 @@ def test_backfill_window_reads_its_range_and_leaves_the_watermark(dbs: FlowDatab
     expected = [row for row in adf.exported(dbs.source_rows()) if row[0] != 600]
     assert dbs.sink_rows() == expected
     assert dbs.watermark("backfill") == watermark
+
+
+def test_lag_rereads_late_rows_that_land_behind_the_watermark(dbs: FlowDatabases) -> None:
+    with dbs.source() as conn:
+        products.create_products(conn, 300)  # the last updated_at is 2024-01-01 00:01:40
+    with dbs.sink() as conn:
+        products.create_products(conn, 0, table="exports")
+    source = {**incremental(50), "cursor": {**CURSOR, "lag": 60}}
+    sink = {"table": "exports", "mode": "upsert", "keys": ["id"]}
+    path = dbs.write("lagged", source=source, sink=sink, transform=[adf.EXPORT_STEP])
+    assert dbs.run(path).summary["rowsRead"] == 300
+
+    with dbs.source() as conn:  # committed late: 10 s behind the watermark, within the lag
+        products.add_products(conn, 5000, 5000)
+        conn.execute("UPDATE products SET updated_at = '2024-01-01T00:01:30Z' WHERE id = 5000")
+    result = dbs.run(path)
+
+    assert result.returncode == 0, result.output
+    assert 1 <= result.summary["rowsRead"] < 300  # the overlap only, not everything again
+    assert dbs.sink_rows() == adf.exported(dbs.source_rows())
