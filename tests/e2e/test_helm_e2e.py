@@ -1,6 +1,6 @@
 """The whole stack as a user meets it: `helm install`, DataFlows applied with kubectl, the
-heartbeat pinged the way the chart's CronJob pings it, rows in the sink, `helm upgrade`,
-`helm uninstall`.
+heartbeat pinged the way the chart's CronJob pings it, rows in the sink, the dashboard and its API
+looked at and used, `helm upgrade`, `helm uninstall`.
 
 Everything is real: the chart's operator, heartbeat and run pods run as local processes under the
 dev control plane's pod runner (with the chart's ServiceAccounts, so its RBAC is what lets them
@@ -15,6 +15,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from adf_operator.names import LABEL_RUN
 from devcluster.controlplane import binary_paths
 from devcluster.pytest_plugin import Kubectl
 from tests.support import products
@@ -168,6 +170,54 @@ def heartbeat_url(kubectl: Kubectl, namespace: str, wait_for: WaitFor) -> str:
     return f"{base}/heartbeat"
 
 
+def call(url: str, method: str = "GET", token: str | None = None) -> tuple[int, str]:
+    """One request to the heartbeat: (status, body), errors included."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    data = b"" if method == "POST" else None
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def api(url: str, method: str = "GET", token: str | None = None) -> Any:
+    status, body = call(url, method, token)
+    assert status in (200, 202), f"{method} {url}: {status} {body}"
+    return json.loads(body)
+
+
+def use_dashboard(
+    base: str, token: str, kubectl: Kubectl, namespace: str, flows: list[str]
+) -> None:
+    """The dashboard served by the chart's heartbeat, with nothing but the chart's RBAC: list flows
+    and runs, open a run's page (its Job, pods and events), suspend and resume a flow."""
+    listed = api(f"{base}/api/v1/dataflows?namespace={namespace}", token=token)
+    assert sorted(f["name"] for f in listed["items"]) == flows
+    [run] = api(f"{base}/api/v1/dataflows/{namespace}/{flows[0]}/runs", token=token)["items"]
+    assert run["phase"] == "Succeeded"
+    # Read-only pages are open in this release (heartbeat.dashboard.openReadOnly): no sign-in.
+    status, page = call(f"{base}/dashboard/runs/{namespace}/{run['name']}")
+    assert status == 200, page
+    job = kubectl.get("dataflowrun", run["name"], "-n", namespace)["status"]["jobName"]
+    assert f"<dt>Name</dt><dd>{job}</dd>" in page
+    run_pods = kubectl.get("pods", "-n", namespace, "-l", f"{LABEL_RUN}={run['name']}")["items"]
+    assert run_pods and all(p["metadata"]["name"] in page for p in run_pods)
+    # Actions still need the token; with it, each is a change kubectl shows.
+    flow_url = f"{base}/api/v1/dataflows/{namespace}/{flows[1]}"
+    assert call(f"{flow_url}/suspend", "POST")[0] == 401
+    for action, suspended in (("suspend", True), ("resume", False)):
+        api(f"{flow_url}/{action}", "POST", token)
+        shown = kubectl.get("dataflow", flows[1], "-n", namespace)["spec"].get("suspend", False)
+        assert shown is suspended, action
+
+
+def heartbeat_log(pod_output: Callable[[str, str], str], kubectl: Kubectl, namespace: str) -> str:
+    [pod] = pods(kubectl, namespace, "app.kubernetes.io/component=heartbeat")
+    return pod_output(namespace, pod["metadata"]["name"])
+
+
 @pytest.fixture
 def release_namespace(kubectl: Kubectl, namespace: str) -> Iterator[str]:
     name = f"{namespace}-adf"[:63]
@@ -200,16 +250,20 @@ def test_helm_install_run_upgrade_uninstall(
     sqlite_files: tuple[Path, Path],
     tmp_path: Path,
     wait_for: WaitFor,
+    pod_output: Callable[[str, str], str],
 ) -> None:
     # Install: only the flows' namespace is watched, so other tests' flows are left alone.
-    helm(
+    installed = helm(
         "install", RELEASE, str(CHART), "-n", release_namespace, "--wait", "--timeout=120s",
         "--set", "watch.scope=namespaces", "--set", f"watch.namespaces={{{namespace}}}",
         "--set", "heartbeat.bindAddress=$(POD_IP)",
         "--set", "operator.health.bindAddress=$(POD_IP)",
         "--set", "pinger.enabled=false",  # enabled by the upgrade, once the pod address is known
+        "--set", "heartbeat.dashboard.openReadOnly=true", "--set", "heartbeat.logFormat=json",
     )  # fmt: skip
+    assert "open http://127.0.0.1:8080/dashboard/ and sign in" in installed  # NOTES
     url = heartbeat_url(kubectl, release_namespace, wait_for)
+    base = url.removesuffix("/heartbeat")
     token = token_of(kubectl, release_namespace)
     assert len(token) == 48
 
@@ -257,6 +311,8 @@ def test_helm_install_run_upgrade_uninstall(
         assert row["ROWS"] == str(PG_ROWS if row["FLOW"] == "pg-sync" else SQLITE_ROWS)
         assert row["STARTED"] not in ("", "<none>") and row["DURATION"] not in ("", "<none>")
 
+    use_dashboard(base, token, kubectl, namespace, flows)
+
     # Upgrade with changed values: the operator restarts (Recreate), the CronJob starts pinging
     # the heartbeat pod; the token stays, and the next slot runs without any ping from the test.
     with postgres.connect(pg_source.rsplit("/", 1)[1]) as conn:
@@ -281,6 +337,26 @@ def test_helm_install_run_upgrade_uninstall(
                  what=f"{flow}'s second run")  # fmt: skip
     with postgres.connect(pg_sink.rsplit("/", 1)[1]) as conn:
         assert conn.execute("SELECT count(*) FROM exports").fetchone() == (PG_ROWS + 10,)
+
+    # Purge through the API: the finished runs go, and their Jobs and pods with them.
+    for flow in flows:
+        purged = api(f"{base}/api/v1/dataflows/{namespace}/{flow}/purge", "POST", token)
+        assert len(purged["deleted"]) >= 2, purged
+
+        def purged_gone(
+            flow: str = flow, deleted: frozenset[str] = frozenset(purged["deleted"])
+        ) -> bool:
+            return not deleted & {r["metadata"]["name"] for r in runs_of(kubectl, namespace, flow)}
+
+        wait_for(purged_gone, timeout=60, what=f"{flow}'s purged runs gone")
+
+    # The heartbeat logged JSON lines (heartbeat.logFormat), the flow on its action lines, and
+    # never the token.
+    log_text = heartbeat_log(pod_output, kubectl, release_namespace)
+    records = [json.loads(line) for line in log_text.splitlines() if line.strip()]
+    assert any(r.get("flow") == flows[1] and "suspended" in r["message"] for r in records)
+    assert any(r.get("flow") == flows[0] and "purged" in r["message"] for r in records)
+    assert token not in log_text
 
     # Uninstall: delete the flows first (their runs, Jobs and pods go with them), then the release;
     # nothing of either is left behind.
