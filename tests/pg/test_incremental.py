@@ -124,3 +124,31 @@ def test_lag_rereads_late_rows_that_land_behind_the_watermark(dbs: FlowDatabases
     assert result.returncode == 0, result.output
     assert 1 <= result.summary["rowsRead"] < 300  # the overlap only, not everything again
     assert dbs.sink_rows() == adf.exported(dbs.source_rows())
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        {"table": "products", "where": "active"},
+        {"query": "SELECT id, name, sku, price, category, active, updated_at FROM products "
+                  "WHERE active"},
+    ],
+    ids=["table-where", "query"],
+)  # fmt: skip
+def test_filtered_sources_read_incrementally(dbs: FlowDatabases, source: dict[str, Any]) -> None:
+    with dbs.source() as conn:
+        products.create_products(conn, 700)  # every 7th product is inactive
+    with dbs.sink() as conn:
+        products.create_products(conn, 0, table="exports")
+    sink = {"table": "exports", "mode": "upsert", "keys": ["id"]}
+    path = dbs.write("filtered", source={**source, "cursor": CURSOR, "batchSize": 64}, sink=sink,
+                     transform=[adf.EXPORT_STEP])  # fmt: skip
+    assert dbs.run(path).summary["rowsRead"] == 600
+
+    with dbs.source() as conn:
+        products.add_products(conn, 701, 714)  # 707 and 714 are inactive
+    result = dbs.run(path)
+
+    assert result.returncode == 0, result.output
+    assert result.summary["rowsRead"] == 12
+    assert dbs.sink_rows() == [row for row in adf.exported(dbs.source_rows()) if row[5]]
