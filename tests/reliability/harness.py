@@ -16,6 +16,8 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ import psycopg
 from adf_core.messages import Watermark
 from adf_operator import names
 from adf_operator.models import FINAL_PHASES
-from devcluster.controlplane import pod_dir, stop_group
+from devcluster.controlplane import free_port, pod_dir, stop_group
 from devcluster.pytest_plugin import Kubectl, wait_for
 from tests.support import adf, products
 from tests.support.postgres import LocalPostgres
@@ -88,6 +90,53 @@ class OperatorProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+class HeartbeatProcess:
+    """`adf heartbeat serve` on 127.0.0.1 for one namespace (a replica of the chart's service)."""
+
+    def __init__(self, namespace: str, token_file: Path, log: Path, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        argv = [str(adf.ADF), "heartbeat", "serve", "--host=127.0.0.1", f"--port={self.port}",
+                f"--token-file={token_file}", f"--namespace={namespace}", *args]  # fmt: skip
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def wait_ready(self) -> None:
+        def ready() -> bool:
+            assert self.proc.poll() is None, self.output()
+            with urllib.request.urlopen(self.url + "/readyz", timeout=5) as response:
+                return bool(response.status == 200)
+
+        wait_for(ready, timeout=60, what=f"the heartbeat on {self.url} to be ready")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            stop_group(self.proc.pid)
+        self.proc.wait(timeout=30)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def post(
+    url: str, body: bytes = b"{}", headers: dict[str, str] | None = None, timeout: float = 60
+) -> tuple[int, Obj]:
+    """One POST; (status, JSON reply)."""
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
 
 # --- databases and checksums ---------------------------------------------------------------------
