@@ -24,8 +24,6 @@ from kopf.testing import KopfRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from adf_operator.metrics import METRICS
-from devcluster.controlplane import ControlPlane
-from devcluster.podrunner import PathMap
 from devcluster.pytest_plugin import Kubectl, KubectlError, wait_for
 
 pytestmark = pytest.mark.integration
@@ -39,23 +37,8 @@ ACTIVE = 18
 Obj = dict[str, Any]
 
 
-@pytest.fixture(scope="module")
-def pods_see_their_mounts(control_plane: ControlPlane) -> None:
-    """Run pods mount an emptyDir at /tmp. A pod runner whose state lives under /tmp and that
-    rewrites its own already-rewritten paths cannot run them (no termination log, no ConfigMap
-    transforms): say so instead of failing every test with a misleading run error."""
-    paths = PathMap(control_plane.state_dir / "pods" / "ns" / "pod" / "root")
-    log = paths.add("/dev/termination-log")
-    paths.add("/tmp")
-    if paths.rewrite("/dev/termination-log") != str(log):
-        pytest.skip(
-            "the pod runner rewrites paths under its /tmp state dir twice; set "
-            "ADF_DEVCLUSTER_TEST_DIR outside /tmp (or fix devcluster.podrunner.PathMap.rewrite)"
-        )
-
-
 @pytest.fixture
-def shop(tmp_path: Path, kubectl: Kubectl, namespace: str, pods_see_their_mounts: None) -> Path:
+def shop(tmp_path: Path, kubectl: Kubectl, namespace: str) -> Path:
     """A source database with products, an empty warehouse, their Secrets and the ConfigMaps."""
     with sqlite3.connect(tmp_path / "shop.db") as db:
         db.execute(
@@ -99,7 +82,7 @@ def shop(tmp_path: Path, kubectl: Kubectl, namespace: str, pods_see_their_mounts
 
 
 @pytest.fixture
-def operator(namespace: str, control_plane: Any) -> Iterator[KopfRunner]:
+def operator(namespace: str) -> Iterator[KopfRunner]:
     """The operator in this process, watching only the test's namespace."""
     args = ["run", "--standalone", "-m", "adf_operator.handlers", "--namespace", namespace]
     with KopfRunner(args, timeout=60) as runner:

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from kopf.testing import KopfRunner
-from test_operator import pods_see_their_mounts
 
 from devcluster.pytest_plugin import Kubectl, wait_for
 
@@ -22,11 +21,7 @@ if ROOT not in sys.path:  # tests/ is not a package; tests.support lives at the 
 from tests.support.postgres import PostgresServer, PostgresUnavailable, acquire  # noqa: E402
 from tests.support.products import add_products, create_products, fetch_rows  # noqa: E402
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.postgres,
-    pytest.mark.usefixtures(pods_see_their_mounts.__name__),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 ROWS = 2000
 FLOW = "pg-sync"
 
