@@ -213,6 +213,34 @@ def use_dashboard(
         assert shown is suspended, action
 
 
+# What the heartbeat's ServiceAccount may do in a watched namespace (RBAC as the API server
+# judges it): what pings and the dashboard need, and nothing next to it.
+HEARTBEAT_MAY = [
+    ("get", "dataflows.activedataflow.io"), ("list", "dataflows.activedataflow.io"),
+    ("patch", "dataflows.activedataflow.io"), ("list", "dataflowruns.activedataflow.io"),
+    ("delete", "dataflowruns.activedataflow.io"), ("get", "jobs.batch"), ("list", "pods"),
+    ("list", "events"),
+]  # fmt: skip
+HEARTBEAT_MAY_NOT = [
+    ("get", "secrets"), ("watch", "dataflows.activedataflow.io"),
+    ("delete", "dataflows.activedataflow.io"), ("create", "dataflowruns.activedataflow.io"),
+    ("patch", "dataflowruns.activedataflow.io"), ("delete", "jobs.batch"), ("list", "jobs.batch"),
+    ("get", "pods"), ("create", "pods"),
+]  # fmt: skip
+
+
+def heartbeat_can(kubectl: Kubectl, release_namespace: str, namespace: str) -> set[tuple[str, str]]:
+    """Which of HEARTBEAT_MAY and HEARTBEAT_MAY_NOT `kubectl auth can-i` answers yes to."""
+    account = f"system:serviceaccount:{release_namespace}:{PREFIX}-heartbeat"
+    allowed = set()
+    for verb, resource in HEARTBEAT_MAY + HEARTBEAT_MAY_NOT:
+        out = kubectl.run("auth", "can-i", verb, resource, "-n", namespace, f"--as={account}",
+                          check=False)  # fmt: skip
+        if out.strip().splitlines()[0] == "yes":
+            allowed.add((verb, resource))
+    return allowed
+
+
 def heartbeat_log(pod_output: Callable[[str, str], str], kubectl: Kubectl, namespace: str) -> str:
     [pod] = pods(kubectl, namespace, "app.kubernetes.io/component=heartbeat")
     return pod_output(namespace, pod["metadata"]["name"])
@@ -312,6 +340,7 @@ def test_helm_install_run_upgrade_uninstall(
         assert row["STARTED"] not in ("", "<none>") and row["DURATION"] not in ("", "<none>")
 
     use_dashboard(base, token, kubectl, namespace, flows)
+    assert heartbeat_can(kubectl, release_namespace, namespace) == set(HEARTBEAT_MAY)
 
     # Upgrade with changed values: the operator restarts (Recreate), the CronJob starts pinging
     # the heartbeat pod; the token stays, and the next slot runs without any ping from the test.
