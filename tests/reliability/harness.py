@@ -56,9 +56,13 @@ class OperatorProcess:
     Its output of every start is appended to one log file, which the secret checks read.
     """
 
-    def __init__(self, namespace: str, log: Path, follow_interval: int = 2) -> None:
+    def __init__(
+        self, namespace: str, log: Path, follow_interval: int = 2, kubeconfig: Path | None = None
+    ) -> None:
         self.namespace, self.log = namespace, log
         self.env = {**os.environ, "ADF_FOLLOW_INTERVAL": str(follow_interval)}
+        if kubeconfig is not None:  # e.g. one carrying only a ServiceAccount token
+            self.env["KUBECONFIG"] = str(kubeconfig)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
