@@ -23,6 +23,7 @@ from adf_operator.models import FINAL_PHASES, Condition, DataFlowRunStatus, RunP
 
 Trigger = Literal["schedule", "manual", "backfill"]
 MAX_MESSAGE = 1024
+_STARTING = ("ContainerCreating", "PodInitializing")
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@")
 _EXIT_MEANINGS: dict[int, str] = {
     ExitCode.INVALID_SPEC: "invalid spec",
@@ -162,6 +163,17 @@ def latest_termination(pods: Sequence[Mapping[str, Any]]) -> tuple[int, str] | N
     return code, message
 
 
+def waiting_reason(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why the engine container cannot start (a missing Secret, an image that cannot be pulled):
+    Kubernetes keeps retrying such a pod until activeDeadlineSeconds, so the run says why."""
+    for pod in pods:
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") not in (None, *_STARTING):
+                return f"{waiting['reason']}: {waiting.get('message') or 'waiting'}"
+    return None
+
+
 def parse_summary(exit_code: int, message: str) -> RunSummary:
     """The engine's JSON summary; for a pod that died before writing it, the tail of its log."""
     try:
@@ -258,7 +270,8 @@ def observe(
         return _final(status, "Failed", reason, _clip(_failure_message(summary, failed)), done)
     running = any((p.get("status") or {}).get("phase") == "Running" for p in pods)
     phase: RunPhase = "Running" if running or status.phase == "Running" else "Pending"
-    return status.model_copy(update={"phase": phase})
+    waiting = waiting_reason(pods)
+    return status.model_copy(update={"phase": phase, "message": waiting and _clip(waiting)})
 
 
 def job_event_matters(event_type: str | None, job: Mapping[str, Any]) -> bool:
@@ -269,9 +282,10 @@ def job_event_matters(event_type: str | None, job: Mapping[str, Any]) -> bool:
 
 
 def pod_event_matters(event_type: str | None, pod: Mapping[str, Any]) -> bool:
-    """A pending pod changes nothing; a running, finished or deleted one may."""
+    """A pod starting normally changes nothing; a stuck, running, finished or deleted one may."""
     phase = (pod.get("status") or {}).get("phase")
-    return event_type == "DELETED" or phase in ("Running", "Succeeded", "Failed")
+    stuck = waiting_reason([pod]) is not None
+    return event_type == "DELETED" or stuck or phase in ("Running", "Succeeded", "Failed")
 
 
 def _finished_at(run: Mapping[str, Any]) -> str:

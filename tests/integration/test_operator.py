@@ -335,6 +335,24 @@ def test_missing_table_fails_naming_it(
     assert failed["exitCode"] == 4
 
 
+def test_missing_secret_keeps_the_run_pending_and_says_why(
+    kubectl: Kubectl, namespace: str, shop: Path, operator: KopfRunner
+) -> None:
+    manifest = flow_manifest()
+    manifest["spec"]["sink"]["sql"]["url"] = {"secretKeyRef": {"name": "missing-db", "key": "url"}}
+    kubectl.apply(manifest, namespace)
+    adf("trigger", FLOW, "-n", namespace)
+    name = only_run(kubectl, namespace)["metadata"]["name"]
+
+    def explained() -> Obj | None:
+        status = get(kubectl, namespace, "dataflowrun", name).get("status", {})
+        return status if "missing-db" in (status.get("message") or "") else None
+
+    status = wait_for(explained, timeout=60, what="the run to say why its pod is stuck")
+    assert status["phase"] == "Pending"
+    assert status["message"].startswith("CreateContainerConfigError")
+
+
 def test_job_refused_by_the_api_server_fails_the_run(
     kubectl: Kubectl, namespace: str, shop: Path, operator: KopfRunner
 ) -> None:

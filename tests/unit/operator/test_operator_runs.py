@@ -182,3 +182,38 @@ def test_only_events_that_can_change_a_run_are_followed() -> None:
     assert pod_event_matters("MODIFIED", _pod("Running"))
     assert pod_event_matters("MODIFIED", _pod("Failed", 4))
     assert pod_event_matters("DELETED", _pod("Pending"))
+
+
+def test_a_stuck_pod_says_why_while_the_run_is_pending() -> None:
+    stuck = {
+        "status": {
+            "phase": "Pending",
+            "containerStatuses": [
+                {
+                    "name": "adf",
+                    "state": {
+                        "waiting": {
+                            "reason": "CreateContainerConfigError",
+                            "message": 'secret "shop-db" not found',
+                        }
+                    },
+                }
+            ],
+        }
+    }
+    pending = observe(LAUNCHED, _job(active=1), [stuck], T0)
+    assert pending.phase == "Pending"
+    assert pending.message == 'CreateContainerConfigError: secret "shop-db" not found'
+    assert pod_event_matters("MODIFIED", stuck)
+    creating = {
+        "status": {
+            "phase": "Pending",
+            "containerStatuses": [
+                {"name": "adf", "state": {"waiting": {"reason": "ContainerCreating"}}}
+            ],
+        }
+    }
+    assert observe(LAUNCHED, _job(active=1), [creating], T0).message is None
+    assert not pod_event_matters("MODIFIED", creating)
+    running = observe(pending, _job(active=1), [_pod("Running")], T0)
+    assert (running.phase, running.message) == ("Running", None)
