@@ -153,6 +153,45 @@ def prefetch(batches: Iterator[Batch], depth: int = 2) -> Generator[Batch, None,
         reader.join()
 
 
+_Job = tuple[Batch, Batch, list[RowFailure], Checkpoint | None, DeadLetters | None]
+
+
+class _WriteBehind:
+    """Writes batches in order in a thread of its own while the next batch is transformed.
+
+    The sink's waits (COPY, commit) then overlap the Python work of the next batch. At most one
+    batch waits to be written. After a failed write the later batches are dropped unwritten, and
+    the failure is raised by the next :meth:`submit` or by :meth:`check`.
+    """
+
+    def __init__(self, write: Callable[[_Job], None]) -> None:
+        self._write = write
+        self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="adf-sink", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            if self._error is None:
+                try:
+                    self._write(job)
+                except BaseException as exc:  # handed to the run loop
+                    self._error = exc
+
+    def submit(self, job: _Job) -> None:
+        self.check()
+        self._jobs.put(job)
+
+    def check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
+
+
 def _too_many(failures: list[RowFailure]) -> DataError:
     first = failures[0]
     more = f" (and {len(failures) - 1} more rows in the batch)" if len(failures) > 1 else ""
@@ -200,7 +239,6 @@ def _loop(
     with create_source(spec.source) as source, create_sink(spec.sink) as sink:
         incremental = source.incremental and window is None
         after = sink.read_state(flow_key) if incremental else None
-        last = after
         if after is not None:
             summary.cursor_start = summary.cursor_end = after.cursor
         elif window is not None:
@@ -223,40 +261,53 @@ def _loop(
             spec.max_rows_per_run or None,
             raw if untouched and raw in sink.raw_formats() else None,
         )
-        with closing(prefetch(source.read(request))) as batches:
-            for batch in batches:
-                summary.rows_read += len(batch)
-                failures: list[RowFailure] = []
-                out = batch
-                if validator is not None or steps.needs_rows:
-                    records = batch.dicts()
-                    origin = list(range(len(records)))
-                    if validator is not None:
-                        records, origin, failures = validator.validate(records, batch.key_columns)
-                        batch.schema = validator.schema
-                    out, more = transforms.apply(steps, batch, records, origin)
-                    failures += more
-                if failures and policy == "fail":
-                    raise _too_many(failures)
-                checkpoint = Checkpoint(flow_key, batch.watermark) if incremental else None
-                dead = (
-                    DeadLetters(spec.dead_letter_table, flow_key, list(failures), started)
-                    if policy == "deadLetter"
-                    else None
-                )
-                try:
-                    result = sink.write(out, checkpoint, dead)
-                except DataError:
-                    if policy == "fail":
-                        raise
-                    result, refused = sink.write_isolated(out, checkpoint, dead)
-                    failures += refused
-                summary.rows_written += result.written
-                summary.rows_skipped += result.skipped
-                summary.rows_failed += len(failures)
-                if batch.watermark is not None:
-                    last = batch.watermark
-                    summary.cursor_end = last.cursor
-                if progress is not None:
-                    progress(summary.rows_read)
-        sink.finish(Checkpoint(flow_key, last) if incremental else None)
+        position = [after]  # the last committed watermark, advanced by the writer thread
+
+        def write(job: _Job) -> None:
+            batch, out, failures, checkpoint, dead = job
+            try:
+                result = sink.write(out, checkpoint, dead)
+            except DataError:
+                if policy == "fail":
+                    raise
+                result, refused = sink.write_isolated(out, checkpoint, dead)
+                failures += refused
+            summary.rows_written += result.written
+            summary.rows_skipped += result.skipped
+            summary.rows_failed += len(failures)
+            if batch.watermark is not None:
+                position[0] = batch.watermark
+                summary.cursor_end = batch.watermark.cursor
+            if progress is not None:
+                progress(summary.rows_read)
+
+        writer = _WriteBehind(write)
+        try:
+            with closing(prefetch(source.read(request))) as batches:
+                for batch in batches:
+                    summary.rows_read += len(batch)
+                    failures: list[RowFailure] = []
+                    out = batch
+                    if validator is not None or steps.needs_rows:
+                        records = batch.dicts()
+                        origin = list(range(len(records)))
+                        if validator is not None:
+                            records, origin, failures = validator.validate(
+                                records, batch.key_columns
+                            )
+                            batch.schema = validator.schema
+                        out, more = transforms.apply(steps, batch, records, origin)
+                        failures += more
+                    if failures and policy == "fail":
+                        raise _too_many(failures)
+                    checkpoint = Checkpoint(flow_key, batch.watermark) if incremental else None
+                    dead = (
+                        DeadLetters(spec.dead_letter_table, flow_key, list(failures), started)
+                        if policy == "deadLetter"
+                        else None
+                    )
+                    writer.submit((batch, out, failures, checkpoint, dead))
+        finally:
+            writer.close()  # the batches handed over are written (or the first failure kept)
+            writer.check()  # an earlier batch's write error wins over a later one's problem
+        sink.finish(Checkpoint(flow_key, position[0]) if incremental else None)
