@@ -16,7 +16,8 @@ import pytest
 
 from adf_operator import names
 from devcluster.pytest_plugin import Kubectl, KubectlError, wait_for
-from tests.reliability.harness import OperatorProcess, flow_status, jobs, phase, runs
+from soak.report import Recorder, Trial
+from tests.reliability.harness import OperatorProcess, flow_status, jobs, phase, runs, stuck
 
 pytestmark = pytest.mark.integration
 
@@ -223,7 +224,7 @@ def _surfaced(kubectl: Kubectl, namespace: str, case: Case) -> str:
 
 
 def test_malformed_manifests_are_refused_or_surfaced_naming_the_field(
-    kubectl: Kubectl, namespace: str, operator: OperatorProcess
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess, report: Recorder
 ) -> None:
     assert len(CASES) >= 30
     kubectl.apply(changed(base_flow(GOOD_FLOW), spec__suspend=True), namespace)
@@ -249,6 +250,9 @@ def test_malformed_manifests_are_refused_or_surfaced_naming_the_field(
             problems.append(f"{label}: the status does not name {case.field}: {message}")
         kubectl.run("delete", case.body["kind"].lower(), case.body["metadata"]["name"],
                     "-n", namespace)  # fmt: skip
+    left_running = len(stuck(kubectl, namespace))
+    for _ in CASES:
+        report.add(Trial("malformed manifests", stuck_runs=left_running))
     assert not problems, "\n".join(problems)
     assert jobs(kubectl, namespace) == [], "a malformed object created a Job"
     assert operator.alive, operator.output()[-3000:]

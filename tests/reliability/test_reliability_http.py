@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from devcluster.pytest_plugin import Kubectl
+from soak.report import Recorder, Trial
 from tests.reliability.harness import HeartbeatProcess, bearer, post
 
 pytestmark = pytest.mark.integration
@@ -158,13 +159,15 @@ def test_heartbeat_refuses_addresses_outside_the_allow_list(
 
 
 def test_malformed_requests_get_no_server_error_and_no_hang(
-    heartbeat: HeartbeatProcess, kubectl: Kubectl, namespace: str
+    heartbeat: HeartbeatProcess, kubectl: Kubectl, namespace: str, report: Recorder
 ) -> None:
     flow_path = f"/api/v1/dataflows/{namespace}/no-such-flow"
     answers = {
         label: raw(heartbeat.port, request, half_close=TRUNCATED in label)
         for label, request in malformed(flow_path).items()
     }
+    for _, seconds in answers.values():
+        report.add(Trial("malformed HTTP requests", recovery_seconds=seconds))
     server_errors = {k: v for k, v in answers.items() if v[0] is not None and v[0] >= 500}
     assert not server_errors, server_errors
     slow = {k: v for k, v in answers.items() if v[1] > ANSWER_WITHIN / 2}
