@@ -1,15 +1,16 @@
-"""The runner's read-ahead thread: order kept, errors surface, an early stop ends the reader."""
+"""The runner's threads: read-ahead and write-behind keep order, surface errors, stop cleanly."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
 from contextlib import closing
+from typing import Any
 
 import pytest
 
 from adf_core.messages import Batch
-from adf_core.runner import prefetch
+from adf_core.runner import _WriteBehind, prefetch
 
 
 def batches(
@@ -44,3 +45,23 @@ def test_stopping_early_closes_the_source_and_joins_the_reader() -> None:
         assert next(stream).rows == [(0,)]
     assert closed.is_set()
     assert threading.active_count() == before
+
+
+def test_write_behind_keeps_order_and_drops_batches_after_a_failure() -> None:
+    written: list[int] = []
+
+    def write(job: Any) -> None:
+        n = job[0].rows[0][0]
+        if n == 3:
+            raise ValueError("sink refused batch 3")
+        written.append(n)
+
+    writer = _WriteBehind(write)
+    with pytest.raises(ValueError, match="batch 3"):
+        try:
+            for batch in batches(10):
+                writer.submit((batch, batch, [], None, None))
+        finally:
+            writer.close()
+            writer.check()
+    assert written == [0, 1, 2]
