@@ -334,3 +334,19 @@ def test_rows_the_sink_refuses(
     if policy == "deadLetter":
         errors = sink_db.rows("SELECT error FROM adf_dead_letters ORDER BY id")
         assert errors[0][0].startswith("row id=7: NOT NULL constraint failed")
+
+
+def test_backfill_window_errors_are_spec_errors(
+    run_flow: Run, source_db: SqliteDb, sink_db: SqliteDb
+) -> None:
+    full_read = flow_manifest(source(source_db), sink(sink_db))
+    no_cursor = run_flow(full_read, "--window-from", "2024-01-01")
+    assert no_cursor.exit_code == 3
+    assert "needs spec.source.sql.cursor" in no_cursor.summary["error"]
+
+    bad_bound = run_flow(
+        flow_manifest(incremental(source_db), sink(sink_db)), "--window-to", "next tuesday"
+    )
+    assert bad_bound.exit_code == 3
+    assert "window.to: 'next tuesday' is not a datetime" in bad_bound.summary["error"]
+    assert not sink_db.path.exists() or "exports" not in sink_db.tables()
