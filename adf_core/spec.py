@@ -302,7 +302,10 @@ class ScheduleSpec(SpecModel):
         default=None, pattern=DURATION_PATTERN, description="Fixed interval, e.g. 10m or 1h."
     )
     cron: str | None = Field(
-        default=None, min_length=9, description="Five-field cron expression, e.g. */5 * * * *."
+        default=None,
+        min_length=9,
+        max_length=128,
+        description="Five-field cron expression, e.g. */5 * * * *.",
     )
     time_zone: str = Field(
         default="UTC", description="IANA time zone of the cron expression, e.g. Europe/Berlin."
@@ -356,7 +359,9 @@ class RunTemplate(SpecModel):
 class DataFlowSpec(SpecModel):
     source: SourceSpec = Field(description="Where rows come from.")
     transform: list[TransformStep] = Field(
-        default_factory=list, description="Ordered steps applied to each row; empty = pass-through."
+        default_factory=list,
+        max_length=100,
+        description="Ordered steps applied to each row; empty = pass-through.",
     )
     sink: SinkSpec = Field(description="Where rows go.")
     schedule: ScheduleSpec | None = Field(

@@ -116,11 +116,6 @@ RULES: dict[type[BaseModel], list[Rule]] = {
         Rule("self == oldSelf", "spec is immutable: create a new DataFlowRun instead"),
     ],
 }
-# Bounds that keep the CEL cost estimate of the rules above within the API server's budget.
-EXTRA: dict[tuple[type[BaseModel], str], Schema] = {
-    (spec.ScheduleSpec, "cron"): {"maxLength": 128},
-    (spec.DataFlowSpec, "transform"): {"maxItems": 100},
-}
 
 
 def structural_schema(model: type[BaseModel]) -> Schema:
@@ -186,11 +181,7 @@ def _convert(
     if "properties" in node:
         model = classes[name]
         node["properties"] = {
-            key: {
-                **_convert(value, defs, classes, name),
-                **EXTRA.get((model, key), {}),
-            }
-            for key, value in node["properties"].items()
+            key: _convert(value, defs, classes, name) for key, value in node["properties"].items()
         }
         if model in RULES:
             node["x-kubernetes-validations"] = [r.render() for r in RULES[model]]
