@@ -19,6 +19,7 @@ from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import BaseModel
 from sqlalchemy.engine import make_url
@@ -59,8 +60,10 @@ class Scrubber:
                 continue
             try:
                 url = make_url(value)
-                if url.password:
-                    self.replacements.append((str(url.password), "***"))
+                if url.password:  # as given and as it appears URL-encoded in the URL
+                    password = str(url.password)
+                    self.replacements.append((password, "***"))
+                    self.replacements.append((quote(password, safe=""), "***"))
                 shown = url.render_as_string(hide_password=True)
             except ArgumentError:
                 shown = "***"

@@ -350,3 +350,11 @@ def test_backfill_window_errors_are_spec_errors(
     assert bad_bound.exit_code == 3
     assert "window.to: 'next tuesday' is not a datetime" in bad_bound.summary["error"]
     assert not sink_db.path.exists() or "exports" not in sink_db.tables()
+
+
+def test_a_url_encoded_password_is_masked_too(run_flow: Run, sink_db: SqliteDb) -> None:
+    url = "postgresql://shop:p%40ss%2Fw0rd@127.0.0.1:1/shop?connect_timeout=3"
+    result = run_flow(flow_manifest({"url": {"value": url}, "table": "products"}, sink(sink_db)))
+    assert result.exit_code == 4
+    assert "p%40ss" not in result.stdout + result.stderr
+    assert "p@ss/w0rd" not in result.stdout + result.stderr
