@@ -181,6 +181,10 @@ through secretKeyRef env vars resolved by the kubelet.
 - apiGroups: ["activedataflow.io"]
   resources: ["dataflowruns/status"]
   verbs: ["get", "patch"]
+{{- /* owner references with blockOwnerDeletion, where OwnerReferencesPermissionEnforcement is on */}}
+- apiGroups: ["activedataflow.io"]
+  resources: ["dataflows/finalizers", "dataflowruns/finalizers"]
+  verbs: ["update"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["create", "get", "list", "watch", "delete"]
