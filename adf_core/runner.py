@@ -5,6 +5,11 @@ a run that dies at any point resumes from the last committed batch. A backfill w
 cursor range and leaves the watermark alone. Every error ends the run with the summary's
 ``error`` set and a distinct exit code (:class:`~adf_core.errors.ExitCode`); secret values and URL
 passwords are scrubbed from every message.
+
+Three threads form a pipeline: one reads the next batches, the main one validates and transforms,
+one writes and commits; batches stay in order and the first failure ends the run. Rows that no
+Python step touches are handed over in the connectors' raw format when both speak it (COPY text
+between PostgreSQL databases), so the engine then costs no Python per row.
 """
 
 from __future__ import annotations
