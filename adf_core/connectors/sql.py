@@ -532,20 +532,21 @@ class SqlSource(Source[SqlSourceSpec]):
             with cur.copy(f"COPY ({copy_sql}) TO STDOUT", copy_params) as copy:
                 buffer, lines = bytearray(), 0
                 for chunk in copy:
-                    start = len(buffer)
+                    before, start = lines, len(buffer)  # `before` row ends precede `start`
                     buffer += chunk
                     lines += buffer.count(b"\n", start)
                     while lines >= size:
-                        end = _after_nth_newline(buffer, size)
+                        end = _after_nth_newline(buffer, size - before, start)
                         yield batch(bytes(buffer[:end]), size)
                         del buffer[:end]
-                        lines -= size
+                        lines, before, start = lines - size, 0, 0
                 if lines:
                     yield batch(bytes(buffer), lines)
 
 
-def _after_nth_newline(buffer: bytearray, n: int) -> int:
-    position = -1
+def _after_nth_newline(buffer: bytearray, n: int, start: int) -> int:
+    """The position after the n-th row end from ``start`` on (only the new chunk is scanned)."""
+    position = start - 1
     for _ in range(n):
         position = buffer.index(b"\n", position + 1)
     return position + 1
