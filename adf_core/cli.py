@@ -45,7 +45,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # log lines are never wrapped
 
 
 class Output(StrEnum):
@@ -128,7 +128,7 @@ def _guess_flow(file: str | None) -> str | None:
 
 
 def _print_text(summary: Summary) -> None:
-    out = Console()
+    out = Console(soft_wrap=True)
     status = "[green]succeeded[/]" if summary.exit_code == 0 else "[red]failed[/]"
     out.print(f"flow {summary.flow or '?'} {status} in {summary.duration_seconds:.2f}s")
     out.print(
