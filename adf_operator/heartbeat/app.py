@@ -201,6 +201,8 @@ async def _read_body(request: web.Request, limit: int) -> bool:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise Refused(400, "bad_request", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:  # json.loads recurses per nesting level; under the size limit too
+        raise Refused(400, "bad_request", "the body is nested too deeply") from None
     if not isinstance(body, dict):
         raise Refused(400, "bad_request", "the body must be a JSON object")
     unknown = sorted(set(body) - {"dryRun"})
