@@ -412,7 +412,3 @@ def flow_status(kubectl: Kubectl, namespace: str, flow: str) -> Obj:
 def jobs(kubectl: Kubectl, namespace: str) -> list[Obj]:
     items: list[Obj] = kubectl.get("jobs", "-n", namespace)["items"]
     return items
-
-
-def dump(obj: Any) -> str:
-    return json.dumps(obj, default=str)
