@@ -30,7 +30,12 @@ from devcluster.pytest_plugin import (  # noqa: E402
 )
 from soak.report import Recorder, summarize, table  # noqa: E402
 from tests.reliability.harness import Databases, OperatorProcess  # noqa: E402
-from tests.support.postgres import LocalPostgres, PostgresUnavailable, acquire  # noqa: E402
+from tests.support.postgres import (  # noqa: E402
+    EXTERNAL_URL_ENV,
+    LocalPostgres,
+    PostgresUnavailable,
+    acquire,
+)
 
 # Re-exported rather than listed in pytest_plugins, which pytest only honours in the rootdir's
 # conftest.
@@ -64,7 +69,7 @@ def pg_server() -> Iterator[LocalPostgres]:
         pytest.skip(str(exc))
     if not isinstance(server, LocalPostgres):
         server.stop()
-        pytest.skip("the fault scenarios restart the server: they need a local one, not ADF_TEST_")
+        pytest.skip(f"the fault scenarios restart the server: a local one, not {EXTERNAL_URL_ENV}")
     try:
         yield server
     finally:
