@@ -25,16 +25,22 @@ NOT_FOUND = 404
 POOL_SIZE = 64  # above the operator's handler threads (ADF_WORKERS, default 20)
 
 
-@cache
 def api() -> client.ApiClient:
-    """One client per process: in a pod its ServiceAccount, else the kubeconfig.
+    """One client per process and cluster: in a pod its ServiceAccount, else the kubeconfig.
 
     KUBECONFIG is read now, not when the kubernetes package was imported (its default is fixed
-    at import time)."""
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+    at import time), and a changed KUBECONFIG gets its own client: a test session that talks to
+    several clusters never reaches the wrong one."""
+    in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    return _client(None if in_cluster else os.environ.get("KUBECONFIG", ""))
+
+
+@cache
+def _client(kubeconfig: str | None) -> client.ApiClient:
+    if kubeconfig is None:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     else:
-        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # type: ignore[no-untyped-call]
+        config.load_kube_config(config_file=kubeconfig or None)  # type: ignore[no-untyped-call]
     configuration = client.Configuration.get_default_copy()
     # One connection per handler thread: a full pool discards connections, and every request
     # beyond it pays a new TLS handshake.

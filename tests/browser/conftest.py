@@ -13,16 +13,7 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from devcluster.controlplane import ControlPlane
-from devcluster.pytest_plugin import (
-    control_plane,
-    kubectl,
-    namespace,
-    pod_output,
-    wait_for_fixture,
-)
 from tests.unit.dashboard.dashboard_support import build_app, kube_api_client, serve
-
-__all__ = ["control_plane", "kubectl", "namespace", "pod_output", "wait_for_fixture"]
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
