@@ -961,6 +961,22 @@ def state_table(metadata: MetaData) -> Table:
     )
 
 
+def create_once(conn: Connection, table: Table) -> bool:
+    """Create ``table`` unless it exists; return whether this call created it.
+
+    Runs whose first write hits a fresh PostgreSQL database at the same moment would all miss the
+    table and collide in ``CREATE TABLE`` (a unique violation on ``pg_type``): a lock held to the
+    end of the caller's transaction makes them take turns, so the later ones see it committed.
+    """
+    if conn.dialect.name == "postgresql":
+        name = conn.dialect.identifier_preparer.format_table(table)
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext(%(k)s))", {"k": f"adf:{name}"})
+    if conn.dialect.has_table(conn, table.name, schema=table.schema):
+        return False
+    table.create(conn)
+    return True
+
+
 def dead_letter_table(name: str, metadata: MetaData) -> Table:
     schema, table = _split_name(name)
     return Table(
@@ -1011,7 +1027,7 @@ class SqlSink(Sink[SqlSinkSpec]):
             self._writer = writer_for(self._engine)
         try:
             with self._conn.begin():
-                self._state.create(self._conn, checkfirst=True)
+                create_once(self._conn, self._state)
                 self._target = _reflect(self._conn, self.spec.table)
                 if self._target is None and not self.spec.create_table:
                     raise ConnectionFailure(
@@ -1164,7 +1180,12 @@ class SqlSink(Sink[SqlSinkSpec]):
                 name, MetaData(), *columns, *constraint, schema=_split_name(self.spec.table)[0]
             )
             with self._conn.begin():
-                table.create(self._conn)
+                if not create_once(self._conn, table):  # another run created it meanwhile
+                    found = _reflect(self._conn, ".".join(filter(None, [table.schema, name])))
+                    assert found is not None
+                    table = found
+                    if self.mode == "upsert":
+                        self._check_keys(table)
             self._table = table
         if batch.columns != self._checked:
             unknown = [c for c in batch.columns if c not in self._table.c]
@@ -1263,7 +1284,7 @@ class SqlSink(Sink[SqlSinkSpec]):
         assert self._conn is not None
         if self._dead is None:
             self._dead = dead_letter_table(letters.table, MetaData())
-            self._dead.create(self._conn, checkfirst=True)
+            create_once(self._conn, self._dead)
         when = letters.time or datetime.now().astimezone()
         self._conn.execute(
             insert(self._dead),
