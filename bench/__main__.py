@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import suite
+from bench import profiling, suite
 from tests.support.postgres import acquire
 
 
@@ -39,7 +39,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         type=Path,
-        help="run the engine under cProfile and keep <name>.prof here (slows it down)",
+        help="profile each engine run into this directory (py-spy when installed, every "
+        "thread; else cProfile, main thread only); slows the engine down",
     )
     args = parser.parse_args(argv)
     if args.rows < 1 or args.repeat < 1:
@@ -112,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     console.print(context)
     console.print(measurements_table(bench))
     console.print(figures_table(figures))
+    for profile in bench.profiles:
+        if profile.suffix == ".stacks":
+            console.print(profiling.summarise(profile), highlight=False)
+        else:
+            console.print(f"{profile}: read with python -m pstats (main thread only)")
     problems = suite.rows_check(bench) + [f"{n}: {e}" for n, e in bench.errors.items()]
     for problem in problems:
         console.print(f"[red]{problem}")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import profiling
 from tests.support import adf
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +31,7 @@ class EngineRun:
     seconds: float
     peak_rss_bytes: int
     summary: dict[str, Any]
+    profile: Path | None = None
 
 
 def flow(
@@ -66,8 +67,9 @@ def run_engine(
     """Run one flow in a child process, sampling its peak RSS until it exits."""
     path = adf.write_manifest(workdir / f"{document['metadata']['name']}.yaml", document)
     argv = adf.run_command(path)
+    profile_file = None
     if profile is not None:
-        argv = [sys.executable, "-m", "cProfile", "-o", str(profile), *argv]
+        argv, profile_file = profiling.wrap(argv, profile)
     peak = 0
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
@@ -81,4 +83,4 @@ def run_engine(
         result = adf.AdfResult(child.returncode, out.read().decode(), err.read().decode())
     if result.returncode != 0:
         raise RuntimeError(f"adf run exited {result.returncode}: {result.output[-2000:]}")
-    return EngineRun(seconds, peak, result.summary)
+    return EngineRun(seconds, peak, result.summary, profile_file)

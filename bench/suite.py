@@ -100,6 +100,7 @@ class Bench:
     repeat: int = 1
     results: dict[str, Measurement] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    profiles: list[Path] = field(default_factory=list)
     source_url: str = ""
     sink_url: str = ""
 
@@ -147,8 +148,11 @@ class Bench:
         return self._engine_measurement(name, run, data.count_rows(self.server, table))
 
     def _run_engine(self, name: str, document: dict[str, Any], env: dict[str, str]) -> EngineRun:
-        profile = self.profile_dir / f"{name}.prof" if self.profile_dir else None
-        return run_engine(document, env, self.workdir, profile)
+        profile = self.profile_dir / name if self.profile_dir else None
+        run = run_engine(document, env, self.workdir, profile)
+        if run.profile is not None:
+            self.profiles.append(run.profile)
+        return run
 
     def _engine_measurement(self, name: str, run: EngineRun, in_sink: int) -> Measurement:
         if run.summary.get("rowsRead") != self.rows:
