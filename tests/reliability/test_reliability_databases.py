@@ -84,13 +84,13 @@ def test_sink_restarted_mid_run_then_the_next_run_catches_up(
 ) -> None:
     dbs = split_dbs
     restarts = trials(short=1, long=5)
-    rows = ROWS * restarts
+    rows = ROWS
     dbs.fill(rows, "exports")
     expected = dbs.expected()
     kubectl.apply(flow_manifest(FLOW, row_delay=ROW_DELAY), namespace)
     rng = random.Random(seed := random.randrange(1 << 30))
-    prefix = 0
     for restart in range(restarts):
+        prefix = len(dbs.sink_rows("exports"))  # what earlier trials left: all rows so far
         context = f"sink restart {restart + 1}/{restarts} (seed {seed})"
         run = trigger(kubectl, namespace, FLOW)
         running_pod(kubectl, namespace, run)
@@ -150,7 +150,7 @@ def test_source_down_at_start_fails_clearly_then_the_next_run_catches_up(
         failed = wait_final(kubectl, namespace, trigger(kubectl, namespace, FLOW))
         message = assert_clear_failure(failed, dbs, context)
         assert failed["status"]["exitCode"] == 4, (context, failed["status"])  # connection
-        assert "source" in message.lower() or "connect" in message.lower(), message
+        assert "cannot connect to the source database" in message, message
         pg_ctl(source_server, "restart")
         done = wait_final(kubectl, namespace, trigger(kubectl, namespace, FLOW))["status"]
         assert done["phase"] == "Succeeded", (context, done)
