@@ -103,8 +103,19 @@ def kubectl(control_plane: ControlPlane) -> Kubectl:
 
 
 @pytest.fixture
-def namespace(request: pytest.FixtureRequest, kubectl: Kubectl) -> Iterator[str]:
-    """A fresh namespace (with its default ServiceAccount ready), deleted after the test."""
+def namespace(
+    request: pytest.FixtureRequest,
+    kubectl: Kubectl,
+    control_plane: ControlPlane,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[str]:
+    """A fresh namespace (with its default ServiceAccount ready), deleted after the test.
+
+    KUBECONFIG points at this namespace's cluster for the test: a session may hold several
+    control planes (a folder can override `control_plane`), and the last one started must not
+    capture code that reads KUBECONFIG, such as an operator started in the test.
+    """
+    monkeypatch.setenv("KUBECONFIG", str(control_plane.kubeconfig_path))
     base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
     name = f"{base}-{secrets.token_hex(3)}"
     kubectl.run("create", "namespace", name)
