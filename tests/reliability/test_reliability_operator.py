@@ -52,7 +52,15 @@ def test_operator_killed_while_creating_and_while_running_runs_each_slot_once(
     rng = random.Random(seed := random.randrange(1 << 30))
     dbs.fill(0, *TABLES.values())
     for flow in FLOWS:
-        kubectl.apply(flow_manifest(flow, table=TABLES[flow], row_delay=ROW_DELAY), namespace)
+        kubectl.apply(
+            flow_manifest(
+                flow,
+                table=TABLES[flow],
+                row_delay=ROW_DELAY,
+                successfulRunsHistoryLimit=1000,  # keep every run for the checks at the end
+            ),
+            namespace,
+        )
     first = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=slots)
     expected_runs: set[str] = set()
 
