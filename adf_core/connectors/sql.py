@@ -1005,7 +1005,6 @@ class SqlSink(Sink[SqlSinkSpec]):
         self._meta = MetaData()
         self._state = state_table(self._meta)
         self._dead: Table | None = None
-        self._unflushed = False  # batches committed without waiting for the WAL flush
 
     @property
     def mode(self) -> Literal["append", "upsert", "replace"]:
@@ -1028,6 +1027,8 @@ class SqlSink(Sink[SqlSinkSpec]):
             self._writer = writer_for(self._engine)
         try:
             with self._conn.begin():
+                if self._engine.dialect.name == "postgresql":
+                    self._conn.exec_driver_sql("SET synchronous_commit TO off")  # see finish()
                 create_once(self._conn, self._state)
                 self._target = _reflect(self._conn, self.spec.table)
                 if self._target is None and not self.spec.create_table:
@@ -1105,29 +1106,24 @@ class SqlSink(Sink[SqlSinkSpec]):
             schema=target.schema,
         )
 
-    def _defer_flush(self, checkpoint: Checkpoint | None) -> None:
-        """Commit this batch without waiting for its WAL flush, when :meth:`finish` will flush.
-
-        PostgreSQL writes WAL in order, so a server crash loses only the newest batches, each
-        with its own watermark (the next run reads them again), and the synchronous commit in
-        ``finish`` makes every earlier one durable before the run reports success. A commit
-        then costs no fsync wait per batch, only one per run.
-        """
-        assert self._conn is not None
-        if (checkpoint is not None or self.mode == "replace") and self._is_postgres:
-            self._conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
-            self._unflushed = True
-
-    @property
-    def _is_postgres(self) -> bool:
-        return self._engine is not None and self._engine.dialect.name == "postgresql"
-
     def finish(self, checkpoint: Checkpoint | None) -> None:
-        if self.mode != "replace" and not (self._unflushed and checkpoint is not None):
-            return
+        """End of a successful run: replace's swap, and on PostgreSQL the one flushed commit.
+
+        On PostgreSQL the batches commit without waiting for their WAL flush (``open`` sets
+        synchronous_commit off for the session). WAL is written in order, so a server crash can
+        only lose whole newest batches together with their watermarks, which the next run reads
+        again; this commit waits for the flush, which makes every earlier one durable before the
+        run reports success: one fsync wait per run instead of one per batch.
+        """
         assert self._conn is not None and self._engine is not None
+        postgres = self._engine.dialect.name == "postgresql"
+        if self.mode != "replace" and not postgres:
+            return
         try:
-            with self._conn.begin():  # a synchronous commit: flushes the batches' WAL too
+            with self._conn.begin():
+                if postgres:  # a flushed commit makes every earlier (unflushed) one durable
+                    self._conn.exec_driver_sql("SET LOCAL synchronous_commit TO on")
+                    self._conn.exec_driver_sql("SELECT txid_current()")  # a commit record
                 if self.mode == "replace" and self._table is not None:
                     self._swap(self._table, self._target)
                 if checkpoint is not None:
@@ -1228,12 +1224,10 @@ class SqlSink(Sink[SqlSinkSpec]):
     ) -> WriteResult:
         assert self._conn is not None and self._engine is not None
         table = self._ensure_table(batch) if len(batch) or self._table is not None else None
-        deferred = checkpoint
         if self.mode == "replace":
             checkpoint = None  # the watermark moves with the swap, in finish()
         try:
             with self._conn.begin():
-                self._defer_flush(deferred)
                 result = self._write_rows(table, batch) if table is not None else WriteResult()
                 if dead_letters is not None and dead_letters.failures:
                     self._dead_letters(dead_letters)
@@ -1251,7 +1245,6 @@ class SqlSink(Sink[SqlSinkSpec]):
         """Write row by row behind savepoints, so rows the database refuses are set aside."""
         assert self._conn is not None and self._engine is not None
         table = self._ensure_table(batch) if batch.rows or self._table is not None else None
-        deferred = checkpoint
         if self.mode == "replace":
             checkpoint = None
         failures: list[RowFailure] = []
@@ -1259,7 +1252,6 @@ class SqlSink(Sink[SqlSinkSpec]):
         errors = _dbapi_errors(self._engine)
         try:
             with self._conn.begin():
-                self._defer_flush(deferred)
                 for index, row in enumerate(batch.rows):
                     single = Batch(batch.columns, [row], batch.source, None, batch.key_columns)
                     try:
