@@ -56,11 +56,6 @@ def warm_up(kubectl: Kubectl, namespace: str) -> None:
     )
 
 
-@pytest.mark.xfail(
-    reason="adf_core/connectors/sql.py SqlSink.open: concurrent `CREATE TABLE adf_state` "
-    "(checkfirst) on one PostgreSQL sink fails with a unique violation on pg_type",
-    strict=False,
-)
 def test_first_runs_on_a_fresh_sink_database_all_succeed(
     kubectl: Kubectl, namespace: str, dbs: Databases, operator: OperatorProcess
 ) -> None:
