@@ -9,7 +9,7 @@ HELM = $(shell $(PY) -c 'from devcluster.controlplane import binary_paths; print
 
 .DEFAULT_GOAL := help
 .PHONY: help install test unit lint crds check-crds manifests check-manifests chart-lint demo demo-local \
-	bench e2e e2e-kind cluster-up cluster-down cluster-env cluster-build
+	bench soak e2e e2e-kind cluster-up cluster-down cluster-env cluster-build
 
 help: ## Show this help
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ demo-local: $(STAMP) ## The engine alone: the example flow on SQLite through `ad
 
 bench: $(STAMP) ## Throughput and memory against the baselines (needs PostgreSQL)
 	$(PY) -m bench
+
+soak: $(STAMP) cluster-build ## Reliability scenarios in their long form; writes soak/RESULTS.md
+	$(PY) -m soak
 
 e2e: $(STAMP) cluster-build ## helm install on the local control plane; flows run end to end
 	$(VENV)/bin/pytest tests/e2e
