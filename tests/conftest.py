@@ -8,8 +8,10 @@ subprocess (crash tests). Every test gets its own ADF_TERMINATION_LOG, so nothin
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from adf_core.cli import app  # noqa: E402
+from tests.support.postgres import PostgresServer, PostgresUnavailable, acquire  # noqa: E402
 from tests.unit.support import Result, SqliteDb, product  # noqa: E402
 
 
@@ -93,3 +96,38 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """The session's PostgreSQL server (fsync off: the engine's crash safety is what we test).
+
+    Started by tests/support/postgres.py, or taken from ADF_TEST_POSTGRES_URL. Without PostgreSQL
+    the tests that need it are skipped on a developer machine but fail under CI=true: CI must
+    never pass by silently testing nothing.
+    """
+    try:
+        server = acquire(durable=False)
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"PostgreSQL is required in CI: {exc}")
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def new_database(postgres: PostgresServer) -> Iterator[Callable[[str], str]]:
+    """Factory of empty databases for one test, dropped afterwards; returns the SQLAlchemy URL."""
+    created: list[str] = []
+
+    def create(label: str) -> str:
+        name = f"t_{label}_{uuid.uuid4().hex[:8]}"
+        created.append(name)
+        return postgres.create_database(name)
+
+    yield create
+    for name in created:
+        postgres.drop_database(name)

@@ -7,7 +7,7 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,6 @@ from devcluster.pytest_plugin import (  # noqa: E402
     pod_output,
     wait_for_fixture,
 )
-from tests.support.postgres import PostgresServer, PostgresUnavailable, acquire  # noqa: E402
 
 # Re-exported rather than listed in pytest_plugins, which pytest only honours in the rootdir's
 # conftest.
@@ -59,33 +58,3 @@ def data_dir(control_plane: ControlPlane) -> Path:
     path = control_plane.state_dir / "data" / uuid.uuid4().hex[:8]
     path.mkdir(parents=True)
     return path
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server for the session; required in CI, skipped without binaries elsewhere."""
-    try:
-        server = acquire(durable=False)
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"PostgreSQL is required in CI: {exc}")
-        pytest.skip(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def new_database(postgres: PostgresServer) -> Iterator[Callable[[str], str]]:
-    """Factory of empty databases, dropped after the test; returns the SQLAlchemy URL."""
-    created: list[str] = []
-
-    def create(label: str) -> str:
-        name = f"t_{label}_{uuid.uuid4().hex[:8]}"
-        created.append(name)
-        return postgres.create_database(name)
-
-    yield create
-    for name in created:
-        postgres.drop_database(name)

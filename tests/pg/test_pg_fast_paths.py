@@ -8,15 +8,13 @@ these pin the edges of the fast paths: escapes in COPY text, `%` in SQL, mixed v
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.support.postgres import PostgresServer, PostgresUnavailable, acquire
 from tests.unit.support import Result, flow_manifest
 
 pytestmark = pytest.mark.postgres
@@ -32,33 +30,15 @@ SELECT E'key\\t' || g || E'\\\\x\\n',
 FROM generate_series(1, 60) g"""
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[PostgresServer]:
-    try:
-        found = acquire(durable=False)
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"PostgreSQL is required in CI: {exc}")
-        pytest.skip(str(exc))
-    try:
-        yield found
-    finally:
-        found.stop()
-
-
 @pytest.fixture
-def databases(server: PostgresServer, request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
-    names = [f"fast_{request.node.name[:30].lower()}_{side}" for side in ("src", "dst")]
-    names = ["".join(c if c.isalnum() else "_" for c in n) for n in names]
-    urls = [server.create_database(n) for n in names]
+def databases(new_database: Callable[[str], str]) -> tuple[str, str]:
+    urls = new_database("src"), new_database("dst")
     for url in urls:
         with psycopg.connect(url.replace("+psycopg", "")) as conn:
             conn.execute(TABLE)
     with psycopg.connect(urls[0].replace("+psycopg", "")) as conn:
         conn.execute(ROWS)
-    yield urls[0], urls[1]
-    for name in names:
-        server.drop_database(name)
+    return urls
 
 
 def rows(url: str, sql: str = "SELECT * FROM items ORDER BY at, k") -> list[tuple[Any, ...]]:
