@@ -51,9 +51,9 @@ def markdown(summaries: list[Summary], exit_code: int, seconds: float, args: lis
             "Rows checked: source rows compared with the sink after each trial (row by row and"
             " as count + md5 of the ordered rows). Lost / duplicated: source rows missing from"
             " the sink / rows present twice. Stuck runs: DataFlowRuns not in a final phase once"
-            " the trial settled. Max recovery: from the fault (kill, restart, outage) until the"
-            " affected run reached a final phase (or, for restarts, until the next run"
-            " succeeded); for malformed HTTP requests, the slowest answer.",
+            " the trial settled. Max recovery, per scenario:",
+            "",
+            *(f"- {s.scenario}: {s.recovery_from}" for s in summaries if s.recovery_from),
             "",
         ]
     )

@@ -26,6 +26,7 @@ class Trial:
     duplicated: int = 0
     stuck_runs: int = 0
     recovery_seconds: float | None = None
+    recovery_from: str = ""  # what the recovery time spans, e.g. "kill -> run final"
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Summary:
     duplicated: int = 0
     stuck_runs: int = 0
     max_recovery_seconds: float | None = None
+    recovery_from: str = ""
 
     def add(self, trial: Trial) -> None:
         self.trials += 1
@@ -46,6 +48,7 @@ class Summary:
         self.lost += trial.lost
         self.duplicated += trial.duplicated
         self.stuck_runs += trial.stuck_runs
+        self.recovery_from = self.recovery_from or trial.recovery_from
         if trial.recovery_seconds is not None:
             self.max_recovery_seconds = max(
                 self.max_recovery_seconds or 0.0, trial.recovery_seconds

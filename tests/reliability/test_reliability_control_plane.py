@@ -76,8 +76,16 @@ def test_operator_carries_on_after_the_api_server_restarts(
         back = time.monotonic()
         wait_api(kubectl)
         # Triggered after the restart: only a live watch on the DataFlow turns this into a run.
-        done = wait_final(kubectl, namespace, trigger(kubectl, namespace, "survivor"), timeout=180)
+        run = trigger(kubectl, namespace, "survivor")
+        wait_for(
+            lambda r=run: kubectl.run("get", "job", r, "-n", namespace, "--ignore-not-found"),
+            timeout=120,
+            what=f"the operator to create the Job of {run}",
+        )
         recovery = time.monotonic() - back
+        # The Job's pod comes from kube-controller-manager, whose watches back off for up to
+        # ~80 s after repeated API server restarts: a slow pod here is not the operator's.
+        done = wait_final(kubectl, namespace, run, timeout=300)
         assert phase(done) == "Succeeded", (restart, seed, done.get("status"))
         assert done["status"]["rowsRead"] == ROWS, done["status"]
         result = dbs.compare("exports")
@@ -89,6 +97,8 @@ def test_operator_carries_on_after_the_api_server_restarts(
                 duplicated=result.duplicated,
                 stuck_runs=len(stuck(kubectl, namespace)),
                 recovery_seconds=recovery,
+                recovery_from="API server ready -> the operator created the run triggered then"
+                " (its Job included)",
             )
         )
         assert result.identical, result
@@ -166,6 +176,7 @@ def test_after_control_plane_downtime_only_the_latest_slot_runs_and_the_misses_s
             duplicated=result.duplicated,
             stuck_runs=len(stuck(kubectl, namespace)),
             recovery_seconds=recovery,
+            recovery_from="first ping after the outage -> the latest slot's run succeeded",
         )
     )
     assert result.identical, result

@@ -121,6 +121,7 @@ def test_sink_restarted_mid_run_then_the_next_run_catches_up(
                 duplicated=result.duplicated,
                 stuck_runs=len(stuck(kubectl, namespace)),
                 recovery_seconds=time.monotonic() - restarted_at,
+                recovery_from="restart -> the next run caught up (Succeeded)",
             )
         )
         assert result.identical, (context, result)
@@ -163,6 +164,7 @@ def test_source_down_at_start_fails_clearly_then_the_next_run_catches_up(
                 duplicated=result.duplicated,
                 stuck_runs=len(stuck(kubectl, namespace)),
                 recovery_seconds=time.monotonic() - stopped_at,
+                recovery_from="server stopped -> failed run, server back, next run succeeded",
             )
         )
         assert result.identical, (context, result)

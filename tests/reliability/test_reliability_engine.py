@@ -87,6 +87,7 @@ def test_engine_killed_at_random_points_loses_and_duplicates_nothing(
                 duplicated=seen.duplicated,
                 stuck_runs=len(stuck(kubectl, namespace)),
                 recovery_seconds=recovery,
+                recovery_from="kill -> the run's status is final (Failed, with a reason)",
             )
         )
         prefix = len(sink)

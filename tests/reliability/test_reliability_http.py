@@ -167,7 +167,13 @@ def test_malformed_requests_get_no_server_error_and_no_hang(
         for label, request in malformed(flow_path).items()
     }
     for _, seconds in answers.values():
-        report.add(Trial("malformed HTTP requests", recovery_seconds=seconds))
+        report.add(
+            Trial(
+                "malformed HTTP requests",
+                recovery_seconds=seconds,
+                recovery_from="request sent -> answer (or close), the slowest",
+            )
+        )
     server_errors = {k: v for k, v in answers.items() if v[0] is not None and v[0] >= 500}
     assert not server_errors, server_errors
     slow = {k: v for k, v in answers.items() if v[1] > ANSWER_WITHIN / 2}

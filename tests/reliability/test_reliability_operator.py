@@ -94,6 +94,7 @@ def test_operator_killed_while_creating_and_while_running_runs_each_slot_once(
                 duplicated=sum(c.duplicated for c in compared),
                 stuck_runs=len(stuck(kubectl, namespace)),
                 recovery_seconds=recovery,
+                recovery_from="SIGKILL -> both runs of the slot Succeeded",
             )
         )
         for table, result in zip(TABLES.values(), compared, strict=True):
