@@ -93,7 +93,14 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
             kubectl = Kubectl(cp.kubeconfig_path)
             for crd in crds:
                 kubectl.run("apply", "-f", str(crd))
-            kubectl.run("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+            # `kubectl wait` errors out on a CRD whose conditions are not written yet: retry.
+            wait_for(
+                lambda: kubectl.run(
+                    "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"
+                ),
+                timeout=90,
+                what="the CRDs to be Established",
+            )
         yield cp
 
 
