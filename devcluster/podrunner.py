@@ -24,6 +24,7 @@ import functools
 import json
 import logging
 import os
+import random
 import re
 import shutil
 import signal
@@ -90,6 +91,9 @@ class Unsupported(Exception):
     """The pod needs something this runner does not emulate; it is not run."""
 
 
+IPS_PER_BLOCK = 65024  # 256 * 254 usable addresses in one 127.X.0.0/16
+
+
 class PathMap:
     """Maps in-container absolute paths (mounts, termination log) to folders under the pod root."""
 
@@ -136,7 +140,9 @@ class Runner:
         self.stopping = threading.Event()
         self._workers: dict[str, PodWorker] = {}
         self._lock = threading.Lock()
-        self._next_ip = 0
+        # Each runner takes its own 127.X.0.0/16 block, so pods of two control planes running
+        # side by side (a demo and a test session) never share an address and a port.
+        self._next_ip = random.randrange(250) * IPS_PER_BLOCK
 
     def request(
         self,
@@ -160,11 +166,11 @@ class Runner:
         return data
 
     def allocate_ip(self) -> str:
-        """A distinct loopback address per pod: 127.1.0.1, 127.1.0.2, …"""
+        """A distinct loopback address per pod: 127.X.0.1, 127.X.0.2, … in this runner's block."""
         with self._lock:
             self._next_ip += 1
             n = self._next_ip
-        return f"127.{1 + n // 65024}.{(n // 254) % 256}.{n % 254 + 1}"
+        return f"127.{1 + n // IPS_PER_BLOCK}.{(n // 254) % 256}.{n % 254 + 1}"
 
     def register_node(self) -> None:
         node = {
