@@ -12,13 +12,11 @@ the figures measure scheduling, not N engine processes competing for the CPU.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -34,11 +32,13 @@ from kubernetes import client, config, watch
 
 from adf_core.spec import API_GROUP, API_VERSION
 from adf_operator import names
+from bench import scale
 from devcluster.controlplane import ControlPlane, free_port, stop_group, tools_bin_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "bench-heartbeat"
 TOKEN = "bench-heartbeat-token"
+
 TARGETS = {"ping_seconds": 2.0, "run_created_p99_seconds": 10.0, "heartbeat_rss_mb": 150.0}
 
 
@@ -235,27 +235,16 @@ def _ok(url: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.heartbeat_bench",
-                                     description=__doc__.splitlines()[0])  # fmt: skip
-    parser.add_argument("--flows", type=int, default=1000, help="DataFlows, all due")
-    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    parser.add_argument("--keep", type=Path, help="keep logs here (default: a temp dir)")
-    args = parser.parse_args(argv)
-
-    def log(message: str) -> None:
-        print(f"[heartbeat bench] {message}", file=sys.stderr, flush=True)
-
-    with tempfile.TemporaryDirectory(prefix="adf-hb-bench-") as tmp:
-        workdir = args.keep or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
-        result = measure(args.flows, workdir, log)
-    report = {**asdict(result), "targets": TARGETS, "verdicts": result.verdicts()}
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    marked = result.flows_triggered + result.flows_pending
-    complete = marked == args.flows and result.runs_created == args.flows
-    return 0 if complete else 1
+    return scale.run(
+        argv,
+        name="heartbeat",
+        doc=__doc__ or "",
+        default_flows=1000,
+        flows_help="DataFlows, all due",
+        measure=measure,
+        targets=TARGETS,
+        complete=lambda r, n: r.flows_triggered + r.flows_pending == n and r.runs_created == n,
+    )
 
 
 if __name__ == "__main__":

@@ -13,17 +13,14 @@ figures measure the operator, not N engine processes competing for the CPU.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,11 +29,13 @@ from kubernetes import client, config, watch
 
 from adf_core.spec import API_GROUP, API_VERSION
 from adf_operator import names
+from bench import scale
 from bench.heartbeat_bench import peak_rss_mb, process, wait
 from devcluster.controlplane import ControlPlane, stop_group, tools_bin_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "bench-operator"
+
 TARGETS = {"runs_per_minute": 300.0, "operator_rss_mb": 200.0}
 
 
@@ -185,25 +184,16 @@ def measure(flows: int, workdir: Path, log: Callable[[str], None]) -> Result:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.operator_bench",
-                                     description=__doc__.splitlines()[0])  # fmt: skip
-    parser.add_argument("--flows", type=int, default=200, help="DataFlows triggered at once")
-    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    parser.add_argument("--keep", type=Path, help="keep logs here (default: a temp dir)")
-    args = parser.parse_args(argv)
-
-    def log(message: str) -> None:
-        print(f"[operator bench] {message}", file=sys.stderr, flush=True)
-
-    with tempfile.TemporaryDirectory(prefix="adf-op-bench-") as tmp:
-        workdir = args.keep or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
-        result = measure(args.flows, workdir, log)
-    report = {**asdict(result), "targets": TARGETS, "verdicts": result.verdicts()}
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    return 0 if result.runs_created == result.jobs_created == args.flows else 1
+    return scale.run(
+        argv,
+        name="operator",
+        doc=__doc__ or "",
+        default_flows=200,
+        flows_help="DataFlows triggered at once",
+        measure=measure,
+        targets=TARGETS,
+        complete=lambda r, n: r.runs_created == r.jobs_created == n,
+    )
 
 
 if __name__ == "__main__":
