@@ -50,6 +50,7 @@ class Result:
     flows_pending: int
     second_ping_seconds: float
     runs_created: int
+    flow_marked_p99_seconds: float
     run_created_p50_seconds: float
     run_created_p99_seconds: float
     last_run_created_seconds: float
@@ -115,12 +116,19 @@ def peak_rss_mb(pid: int) -> float:
     raise RuntimeError("no VmHWM in /proc status")
 
 
-class RunWatcher(threading.Thread):
-    """Records when each DataFlowRun is first seen on a watch (local monotonic clock)."""
+class Watcher(threading.Thread):
+    """Records when each object of `plural` is first seen on a watch matching `seen_when`
+    (local monotonic clock): DataFlowRuns created, DataFlows marked by the heartbeat."""
 
-    def __init__(self, api: client.CustomObjectsApi, expected: int) -> None:
+    def __init__(
+        self,
+        api: client.CustomObjectsApi,
+        plural: str,
+        expected: int,
+        seen_when: Any = lambda _obj: True,
+    ) -> None:
         super().__init__(daemon=True)
-        self.api, self.expected = api, expected
+        self.api, self.plural, self.expected, self.seen_when = api, plural, expected, seen_when
         self.seen: dict[str, float] = {}
         self.started = threading.Event()
         self._watch = watch.Watch()
@@ -129,9 +137,11 @@ class RunWatcher(threading.Thread):
         self.started.set()
         for event in self._watch.stream(
             self.api.list_namespaced_custom_object, API_GROUP, API_VERSION, NAMESPACE,
-            names.RUN_PLURAL, timeout_seconds=600,
+            self.plural, timeout_seconds=600,
         ):  # fmt: skip
-            self.seen.setdefault(event["object"]["metadata"]["name"], time.perf_counter())
+            obj = event["object"]
+            if self.seen_when(obj):
+                self.seen.setdefault(obj["metadata"]["name"], time.perf_counter())
             if len(self.seen) >= self.expected:
                 break
 
@@ -198,17 +208,22 @@ def measure(flows: int, workdir: Path, log: Any) -> Result:
             base = f"http://127.0.0.1:{port}"
             wait(lambda: _ok(base + "/readyz"), 60, "the heartbeat's /readyz")
 
-            watcher = RunWatcher(api, flows)
-            watcher.start()
-            watcher.started.wait(10)
+            watcher = Watcher(api, names.RUN_PLURAL, flows)
+            marks = Watcher(api, names.FLOW_PLURAL, flows, _marked)
+            for thread in (watcher, marks):
+                thread.start()
+                thread.started.wait(10)
             time.sleep(1)  # the watch request is in flight; runs cannot exist before the ping
             log("ping")
             ping_started = time.perf_counter()
             ping_seconds, reply = post(base + "/heartbeat")
             watcher.join(300)
-            watcher.stop()
+            marks.join(10)
+            for thread in (watcher, marks):
+                thread.stop()
             second_ping_seconds, _ = post(base + "/heartbeat")
             latencies = [t - ping_started for t in watcher.seen.values()]
+            marked = [t - ping_started for t in marks.seen.values()] or [float("nan")]
             rss = peak_rss_mb(heartbeat.pid)
     if not latencies:
         raise RuntimeError("no DataFlowRun was created")
@@ -219,11 +234,16 @@ def measure(flows: int, workdir: Path, log: Any) -> Result:
         flows_pending=reply["flowsPending"],
         second_ping_seconds=round(second_ping_seconds, 3),
         runs_created=len(latencies),
+        flow_marked_p99_seconds=round(percentile(marked, 0.99), 3),
         run_created_p50_seconds=round(statistics.median(latencies), 3),
         run_created_p99_seconds=round(percentile(latencies, 0.99), 3),
         last_run_created_seconds=round(max(latencies), 3),
         heartbeat_rss_mb=round(rss, 1),
     )
+
+
+def _marked(flow: dict[str, Any]) -> bool:
+    return names.SCHEDULED_TIME in (flow["metadata"].get("annotations") or {})
 
 
 def _ok(url: str) -> bool:
