@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from functools import cache
-from typing import Any, cast
+from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -141,10 +141,11 @@ def get_job(namespace: str, name: str) -> Body | None:
 
 def create_job(body: Body) -> bool:
     """Create a Job; False when it exists already."""
-    try:  # the answer is not deserialized: a V1Job model costs milliseconds of CPU per run
-        client.BatchV1Api(api()).create_namespaced_job(
-            body["metadata"]["namespace"], cast(Any, body), _preload_content=False
-        ).data
+    batch: Any = client.BatchV1Api(api())
+    try:  # read as JSON: a V1Job model would cost milliseconds of CPU per run
+        _json(
+            batch.create_namespaced_job(body["metadata"]["namespace"], body, _preload_content=False)
+        )
     except ApiException as exc:
         if exc.status == CONFLICT:
             return False
