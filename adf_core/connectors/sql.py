@@ -498,23 +498,24 @@ class SqlSource(Source[SqlSourceSpec]):
                 yield list(part)
 
     def _copy_out(self, stmt: Any, after: Watermark | None, source: str) -> Iterator[Batch]:
-        """Stream ``COPY (SELECT …) TO STDOUT`` cut into batches at row ends, unparsed.
+        """Stream ``COPY (SELECT …) TO STDOUT`` in batches of rows, unparsed.
 
         Only the last row of each batch is parsed, for its watermark, with psycopg's own loaders
         for the cursor columns' types.
         """
         assert self._conn is not None and self._engine is not None
-        compiled = stmt.compile(dialect=self._engine.dialect)
-        sql, params = str(compiled), compiled.params
-        # psycopg's COPY leaves the %% escapes alone when it is given no parameters.
-        copy_sql, copy_params = (sql, params) if params else (sql.replace("%%", "%"), None)
-        size = self.spec.batch_size
-        raw = _psycopg(self._conn)
+        import psycopg
         from psycopg.pq import Format
 
-        with self._conn.begin(), raw.cursor() as cur:
-            cur.execute(f"SELECT * FROM ({sql}) AS adf_probe LIMIT 0", params)
-            oids = [column.type_code for column in cur.description or ()]
+        from adf_core.connectors.pgcopy import copy_out_batches
+
+        compiled = stmt.compile(dialect=self._engine.dialect)
+        sql, params = str(compiled), compiled.params
+        raw = _psycopg(self._conn)
+        with self._conn.begin():
+            with raw.cursor() as cur:  # also starts the transaction the COPY runs in
+                cur.execute(f"SELECT * FROM ({sql}) AS adf_probe LIMIT 0", params)
+                oids = [column.type_code for column in cur.description or ()]
             loaders = [
                 raw.adapters.get_loader(oids[p], Format.TEXT)(oids[p], raw)  # type: ignore[misc]
                 for p in self._positions
@@ -529,27 +530,13 @@ class SqlSource(Source[SqlSourceSpec]):
                 mark = _not_behind(Watermark(*values), after) if values else None
                 return Batch(self._names, [], source, mark, self.key_columns, None, data, count)
 
-            with cur.copy(f"COPY ({copy_sql}) TO STDOUT", copy_params) as copy:
-                buffer, lines = bytearray(), 0
-                for chunk in copy:
-                    before, start = lines, len(buffer)  # `before` row ends precede `start`
-                    buffer += chunk
-                    lines += buffer.count(b"\n", start)
-                    while lines >= size:
-                        end = _after_nth_newline(buffer, size - before, start)
-                        yield batch(bytes(buffer[:end]), size)
-                        del buffer[:end]
-                        lines, before, start = lines - size, 0, 0
-                if lines:
-                    yield batch(bytes(buffer), lines)
-
-
-def _after_nth_newline(buffer: bytearray, n: int, start: int) -> int:
-    """The position after the n-th row end from ``start`` on (only the new chunk is scanned)."""
-    position = start - 1
-    for _ in range(n):
-        position = buffer.index(b"\n", position + 1)
-    return position + 1
+            # COPY takes no protocol parameters: they are merged client-side, as psycopg's does.
+            query = (
+                psycopg.ClientCursor(raw).mogrify(sql, params) if params else sql.replace("%%", "%")
+            )
+            statement = f"COPY ({query}) TO STDOUT"
+            for data, count in copy_out_batches(raw, statement, self.spec.batch_size):
+                yield batch(data, count)
 
 
 def _unescape(field: bytes) -> bytes:
