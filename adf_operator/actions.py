@@ -4,9 +4,14 @@ Every step is idempotent, so a handler that is retried, or an operator that rest
 creates a second run or Job: names are deterministic (AlreadyExists means done), status writes are
 conditional on the resourceVersion they were computed from, and phases only move forward.
 
-Status ownership avoids lost updates between concurrent handlers: the DataFlow handler writes
-the flow's scheduling fields (FLOW_FIELDS, through kopf's patch), the run handlers write the
-fields about runs (RUN_FIELDS, with a conditional patch).
+Status ownership avoids lost updates between concurrent handlers: the spec handler writes what
+follows from the spec (SPEC_FIELDS) and the trigger handler what follows from a slot
+(TRIGGER_FIELDS), both through kopf's patch; the run handlers write the fields about runs
+(RUN_FIELDS, with a conditional patch).
+
+API calls are the operator's cost at scale (a 1,000-flow ping on one API server is bound by the
+server's CPU, most of it spent on updates): a trigger costs one list, one create and one status
+patch, and kopf keeps no bookkeeping of its own on DataFlowRuns (they have no change handlers).
 """
 
 from __future__ import annotations
@@ -36,11 +41,9 @@ from adf_operator.models import FINAL_PHASES, DataFlowRunStatus, DataFlowStatus
 log = logging.getLogger(__name__)
 Body = dict[str, Any]
 
-FLOW_FIELDS = frozenset(
-    {"observed_generation", "conditions", "schedule", "next_run_time", "last_schedule_time"}
-    | {"missed_slots"}
-)
-RUN_FIELDS = frozenset(DataFlowStatus.model_fields) - FLOW_FIELDS
+SPEC_FIELDS = frozenset({"observed_generation", "conditions", "schedule", "next_run_time"})
+TRIGGER_FIELDS = frozenset({"last_schedule_time", "missed_slots", "next_run_time"})
+RUN_FIELDS = frozenset(DataFlowStatus.model_fields) - SPEC_FIELDS - TRIGGER_FIELDS
 CONFLICT_RETRIES = 8
 BAD_REQUEST, INVALID = 400, 422
 
@@ -110,38 +113,77 @@ def _manifest(body: Mapping[str, Any]) -> dict[str, Any]:
 # --- DataFlow -------------------------------------------------------------------------------------
 
 
-@dataclass
-class FlowResult:
-    """The flow's own status fields, and annotations to remove."""
-
-    status: Body
-    remove_annotations: list[str] = field(default_factory=list)
-
-
-def reconcile_flow(body: Body, at: datetime) -> FlowResult:
-    """Validate the flow; run its due slot and its run-now request, if any (kopf handles one
-    object at a time, so this needs no lock)."""
+def reconcile_flow(body: Body, at: datetime) -> Body:
+    """Validate the flow; returns its SPEC_FIELDS status."""
     meta = body["metadata"]
     current = DataFlowStatus.model_validate(body.get("status") or {})
     result = flows.reconcile(body, current, at)
     for event in result.events:
         post(body, event)
-    status, flow = result.status, result.flow
-    annotations: Mapping[str, str] = meta.get("annotations") or {}
-    remove = []
-    if flow is not None:
-        slot = flows.pending_slot(annotations, status)
-        if slot is not None:
-            status = _run_slot(body, flow, status, slot, flows.missed_slots(annotations), at)
-    if names.RUN_NOW in annotations:
-        if flow is not None:
-            _run_now(body, flow, annotations[names.RUN_NOW], at)
-        else:
-            post(body, Event("Warning", "RunNowRefused", "the spec is invalid: see Ready"))
-        remove.append(names.RUN_NOW)
-    own = dump(status, FLOW_FIELDS)
+    own = dump(result.status, SPEC_FIELDS)
     METRICS.flow_conditions(meta["namespace"], meta["name"], own["conditions"])
-    return FlowResult(own, remove)
+    return own
+
+
+def trigger_pending(body: Mapping[str, Any]) -> bool:
+    """Whether the flow has a slot marked by the heartbeat, or a run-now request, to handle."""
+    annotations: Mapping[str, str] = body["metadata"].get("annotations") or {}
+    if names.RUN_NOW in annotations:
+        return True
+    if names.SCHEDULED_TIME not in annotations:
+        return False
+    status = DataFlowStatus.model_validate(body.get("status") or {})
+    return flows.pending_slot(annotations, status) is not None
+
+
+@dataclass
+class TriggerResult:
+    """The flow's TRIGGER_FIELDS status, and annotations to remove."""
+
+    status: Body
+    remove_annotations: list[str] = field(default_factory=list)
+
+
+def trigger_flow(body: Body, at: datetime) -> TriggerResult:
+    """Run the flow's pending slot and its run-now request. A slot of an invalid flow is skipped
+    (recorded, with a Warning), so it is not retried forever."""
+    meta = body["metadata"]
+    status = DataFlowStatus.model_validate(body.get("status") or {})
+    annotations: Mapping[str, str] = meta.get("annotations") or {}
+    try:
+        flow: DataFlow | None = load_dataflow(_manifest(body))
+    except SpecError:
+        flow = None
+    remove = []
+    with _locks.hold("trigger", meta["namespace"], meta["name"]):
+        slot = flows.pending_slot(annotations, status)
+        missed = flows.missed_slots(annotations)
+        if slot is not None and flow is not None:
+            status = _run_slot(body, flow, status, slot, missed, at)
+        elif slot is not None:
+            message = f"slot {slot:%Y-%m-%dT%H:%M:%SZ} skipped: the spec is invalid (see Ready)"
+            post(body, Event("Warning", "SlotSkipped", message))
+            status = status.model_copy(update={"last_schedule_time": slot, "missed_slots": missed})
+        if names.RUN_NOW in annotations:
+            if flow is not None:
+                _run_now(body, flow, annotations[names.RUN_NOW], at)
+            else:
+                post(body, Event("Warning", "RunNowRefused", "the spec is invalid: see Ready"))
+            remove.append(names.RUN_NOW)
+    return TriggerResult(dump(status, TRIGGER_FIELDS), remove)
+
+
+def retry_trigger(namespace: str, name: str, at: datetime) -> None:
+    """The sweep's retry of a trigger whose event handler failed: read the flow fresh, handle
+    it, and write what kopf's patch would have written."""
+    body = kube.get_object(names.FLOW_PLURAL, namespace, name)
+    if body is None or not trigger_pending(body):
+        return
+    result = trigger_flow(body, at)
+    kube.patch_object(names.FLOW_PLURAL, namespace, name, {"status": result.status}, status=True)
+    if result.remove_annotations:
+        removal = {"metadata": {"annotations": dict.fromkeys(result.remove_annotations)}}
+        kube.patch_object(names.FLOW_PLURAL, namespace, name, removal)
 
 
 def _run_slot(
@@ -361,8 +403,9 @@ def prune(flow_body: Body) -> None:
 
 
 def resume_run(body: Body, config: OperatorConfig, at: datetime) -> None:
-    """After an operator restart: launch or follow an active run; for a finished one, redo the
-    idempotent follow-ups (flow status, pruning) in case the restart cut them off."""
+    """A new run is launched; at an operator (re)start an active run is launched or followed, and
+    for a finished one the idempotent follow-ups (flow status, pruning) are redone in case the
+    restart cut them off."""
     if runs.is_active(body):
         launch_run(body, config, at)
         return

@@ -1,4 +1,10 @@
-"""DataFlow handlers: validate, set conditions, and act on the heartbeat's trigger and run-now."""
+"""DataFlow handlers: validate the spec and set conditions; act on the heartbeat's slot and on
+run-now requests.
+
+The trigger annotations are left out of kopf's diff base (see startup.configure), so a marked slot
+is not a spec change: no kopf bookkeeping patch, only the trigger handler's status patch. A failed
+trigger (an API error) is retried by the periodic sweep (handlers/sweep.py) while it is pending.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +21,18 @@ from adf_operator.handlers.startup import BACKOFF, RETRIES, api_errors
 @kopf.on.create(API_GROUP, API_VERSION, names.FLOW_PLURAL, retries=RETRIES, backoff=BACKOFF)
 @kopf.on.update(API_GROUP, API_VERSION, names.FLOW_PLURAL, retries=RETRIES, backoff=BACKOFF)
 def dataflow_reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    """Level-based: the same function for create, update (spec or annotations) and restart."""
+    """Level-based: the same function for create, update (spec or labels) and restart."""
+    patch.status.update(actions.reconcile_flow(dict(body), actions.now()))
+
+
+def _trigger_pending(type: str | None, body: kopf.Body, **_: Any) -> bool:
+    return type != "DELETED" and actions.trigger_pending(body)
+
+
+@kopf.on.event(API_GROUP, API_VERSION, names.FLOW_PLURAL, when=_trigger_pending)
+def dataflow_triggered(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     with api_errors(names.FLOW_PLURAL):
-        result = actions.reconcile_flow(dict(body), actions.now())
+        result = actions.trigger_flow(dict(body), actions.now())
     patch.status.update(result.status)
     for key in result.remove_annotations:
         patch.metadata.annotations[key] = None

@@ -1,4 +1,10 @@
-"""DataFlowRun handlers: launch the Job, then follow the Job and its pods to the end."""
+"""DataFlowRun handlers: launch the Job, then follow the Job and its pods to the end.
+
+Runs have no change handlers on purpose: launching is idempotent (the Job's name is the run's, the
+status write is conditional), so kopf needs no diff base or progress on them, which saves one
+patch per run. Event handlers are not retried by kopf; the periodic sweep (handlers/sweep.py)
+is their safety net: it checks every active run once per ADF_FOLLOW_INTERVAL.
+"""
 
 from __future__ import annotations
 
@@ -8,41 +14,20 @@ import kopf
 
 from adf_core.spec import API_GROUP, API_VERSION
 from adf_operator import actions, names, runs
-from adf_operator.config import OperatorConfig
-from adf_operator.handlers.startup import BACKOFF, RETRIES, api_errors
-
-FOLLOW_INTERVAL = OperatorConfig.from_env().follow_interval
+from adf_operator.handlers.startup import api_errors
 
 
-@kopf.on.create(API_GROUP, API_VERSION, names.RUN_PLURAL, retries=RETRIES, backoff=BACKOFF)
-def dataflowrun_create(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    with api_errors(names.RUN_PLURAL):
-        actions.launch_run(dict(body), memo.config, actions.now())
+def _to_launch_or_resume(type: str | None, body: kopf.Body, **_: Any) -> bool:
+    """A run without a Job yet, or any run listed when the operator (re)starts (type None)."""
+    if type == "DELETED":
+        return False
+    return type is None or (runs.is_active(body) and not (body.get("status") or {}).get("jobName"))
 
 
-@kopf.on.resume(API_GROUP, API_VERSION, names.RUN_PLURAL, retries=RETRIES, backoff=BACKOFF)
-def dataflowrun_resume(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+@kopf.on.event(API_GROUP, API_VERSION, names.RUN_PLURAL, when=_to_launch_or_resume)
+def dataflowrun_launch(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     with api_errors(names.RUN_PLURAL):
         actions.resume_run(dict(body), memo.config, actions.now())
-
-
-def _active(body: kopf.Body, **_: Any) -> bool:
-    return runs.is_active(body)
-
-
-@kopf.timer(
-    API_GROUP,
-    API_VERSION,
-    names.RUN_PLURAL,
-    interval=FOLLOW_INTERVAL,
-    initial_delay=FOLLOW_INTERVAL,
-    when=_active,
-)
-def dataflowrun_follow(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    """The safety net: a run whose Job vanished, or whose launch never happened, is resolved
-    within one interval even if no Job or pod event arrives."""
-    with api_errors(names.RUN_PLURAL):
-        actions.follow_run(str(namespace), name, actions.now(), memo.config)
 
 
 def _job_matters(type: str | None, body: kopf.Body, **_: Any) -> bool:
@@ -55,7 +40,7 @@ def _pod_matters(type: str | None, body: kopf.Body, **_: Any) -> bool:
 
 @kopf.on.event("batch", "v1", "jobs", labels={names.LABEL_RUN: kopf.PRESENT}, when=_job_matters)
 def job_event(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
-    """Events are not retried: a failure here is counted, and the run's timer catches up."""
+    """Events are not retried: a failure here is counted, and the sweep catches up."""
     with api_errors("jobs"):
         actions.follow_run(str(namespace), labels[names.LABEL_RUN], actions.now())
 

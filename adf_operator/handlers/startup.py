@@ -26,7 +26,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo.config = config
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PREFIX, key="last-handled-configuration"
+        prefix=PREFIX,
+        key="last-handled-configuration",
+        # A slot marked by the heartbeat is not a spec change (handlers/dataflow.py).
+        ignored_fields=[("metadata", "annotations", key) for key in names.TRIGGER_ANNOTATIONS],
     )
     settings.watching.server_timeout = config.watch_server_timeout
     settings.watching.client_timeout = config.watch_server_timeout + 30
