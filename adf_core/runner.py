@@ -21,9 +21,11 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import closing, contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import BaseModel
@@ -32,13 +34,23 @@ from sqlalchemy.exc import ArgumentError
 
 from adf_core import transforms
 from adf_core.connectors import create_sink, create_source
-from adf_core.connectors.base import Checkpoint, DeadLetters, ReadRequest, Window
+from adf_core.connectors.base import (
+    Checkpoint,
+    DeadLetters,
+    RawCodec,
+    ReadRequest,
+    Sink,
+    Source,
+    Window,
+)
 from adf_core.errors import AdfError, ConnectionFailure, DataError, ExitCode
 from adf_core.messages import Batch, RowFailure, TypedSchema
 from adf_core.spec import DataFlow, ValueSource
 from adf_core.summary import Summary
+from adf_core.workers import Workers, worker_count
 
 log = logging.getLogger("adf")
+T = TypeVar("T")
 Progress = Callable[[int], None]
 
 
@@ -117,7 +129,7 @@ def _few_gc_pauses() -> Iterator[None]:
         gc.unfreeze()
 
 
-def prefetch(batches: Iterator[Batch], depth: int = 2) -> Generator[Batch, None, None]:
+def prefetch(batches: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
     """Read the next batches in a thread while the current one is transformed and written.
 
     Reading and writing wait on two different databases; overlapping them is most of the
@@ -259,16 +271,21 @@ def _loop(
             push_down=source.supports_projection() and validator is None,
             base_dir=base_dir,
         )
-        # Rows that no Python touches may pass between the databases as raw COPY data.
+        # Rows that no Python touches may pass between the databases as raw COPY data; rows
+        # that Python steps touch may travel raw to worker processes and back.
         raw = source.raw_format()
-        untouched = validator is None and not steps.needs_rows and policy == "fail"
+        raw = raw if raw is not None and raw in sink.raw_formats() else None
+        touched = validator is not None or steps.needs_rows
         request = ReadRequest(
             after,
             window,
             steps.projection,
             spec.max_rows_per_run or None,
-            raw if untouched and raw in sink.raw_formats() else None,
+            raw if not touched and policy == "fail" else None,
         )
+        workers = _workers(source, sink, request, raw, validator, steps) if touched else None
+        if workers is not None:
+            request = replace(request, raw_format=raw)
         position = [after]  # the last committed watermark, advanced by the writer thread
 
         def write(job: _Job) -> None:
@@ -289,33 +306,110 @@ def _loop(
             if progress is not None:
                 progress(summary.rows_read)
 
-        writer = _WriteBehind(write)
+        writer = _WriteBehind(write)  # threads start only now, after the workers were forked
+        failed = True
         try:
-            with closing(prefetch(source.read(request))) as batches:
-                for batch in batches:
-                    summary.rows_read += len(batch)
-                    failures: list[RowFailure] = []
-                    out = batch
-                    if validator is not None or steps.needs_rows:
-                        records = batch.dicts()
-                        origin = list(range(len(records)))
-                        if validator is not None:
-                            records, origin, failures = validator.validate(
-                                records, batch.key_columns
+            with closing(prefetch(_offload(source.read(request), workers))) as batches:
+                try:
+                    for item in batches:
+                        if isinstance(item, _InFlight):
+                            assert workers is not None
+                            batch = item.batch
+                            summary.rows_read += item.count
+                            out, failures = workers.result(item.worker)
+                        else:
+                            batch = item
+                            summary.rows_read += len(batch)
+                            out, failures = (
+                                _transform(batch, validator, steps) if touched else (batch, [])
                             )
-                            batch.schema = validator.schema
-                        out, more = transforms.apply(steps, batch, records, origin)
-                        failures += more
-                    if failures and policy == "fail":
-                        raise _too_many(failures)
-                    checkpoint = Checkpoint(flow_key, batch.watermark) if incremental else None
-                    dead = (
-                        DeadLetters(spec.dead_letter_table, flow_key, list(failures), started)
-                        if policy == "deadLetter"
-                        else None
-                    )
-                    writer.submit((batch, out, failures, checkpoint, dead))
+                        if failures and policy == "fail":
+                            raise _too_many(failures)
+                        checkpoint = Checkpoint(flow_key, batch.watermark) if incremental else None
+                        dead = (
+                            DeadLetters(spec.dead_letter_table, flow_key, list(failures), started)
+                            if policy == "deadLetter"
+                            else None
+                        )
+                        writer.submit((batch, out, failures, checkpoint, dead))
+                    failed = False
+                finally:
+                    if workers is not None:  # before the reader is joined: it may be handing out
+                        workers.close(kill=failed)
         finally:
             writer.close()  # the batches handed over are written (or the first failure kept)
             writer.check()  # an earlier batch's write error wins over a later one's problem
         sink.finish(Checkpoint(flow_key, position[0]) if incremental else None)
+
+
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    """A raw batch handed to a worker: its metadata, row count, and which worker has it."""
+
+    batch: Batch
+    count: int
+    worker: int
+
+
+def _offload(batches: Iterator[Batch], workers: Workers | None) -> Iterator[Batch | _InFlight]:
+    """In the reader thread: hand raw batches to the workers as they are read."""
+    try:
+        for batch in batches:
+            if workers is None or batch.raw is None:
+                yield batch
+                continue
+            meta = Batch(batch.columns, [], batch.source, batch.watermark, batch.key_columns)
+            yield _InFlight(meta, batch.raw_count, workers.submit(batch))
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()  # the source's read ends in the reader thread that ran it
+
+
+def _transform(
+    batch: Batch, validator: TypedSchema | None, steps: transforms.Plan
+) -> tuple[Batch, list[RowFailure]]:
+    """Validate (Typed) and run the Python steps over one batch of rows."""
+    records = batch.dicts()
+    origin = list(range(len(records)))
+    failures: list[RowFailure] = []
+    if validator is not None:
+        records, origin, failures = validator.validate(records, batch.key_columns)
+        batch.schema = validator.schema
+    out, more = transforms.apply(steps, batch, records, origin)
+    return out, failures + more
+
+
+def _workers(
+    source: Source[Any],
+    sink: Sink[Any],
+    request: ReadRequest,
+    raw: str | None,
+    validator: TypedSchema | None,
+    steps: transforms.Plan,
+) -> Workers | None:
+    """Worker processes for a run whose rows can travel raw to them and back (see workers)."""
+    count = worker_count()
+    if raw is None or count < 2:
+        return None
+    codec = source.raw_codec(replace(request, raw_format=raw), sink)
+    if codec is None:
+        return None
+    log.info("transforming rows in %d worker processes", count)
+    return Workers(count, partial(_work_raw, codec, validator, steps))
+
+
+def _work_raw(
+    codec: RawCodec, validator: TypedSchema | None, steps: transforms.Plan, batch: Batch
+) -> tuple[Batch, list[RowFailure]]:
+    """In a worker: raw source batch → rows → validate and steps → the sink's raw format."""
+    assert batch.raw is not None
+    rows = Batch(batch.columns, codec.parse(batch.raw), batch.source, batch.watermark,
+                 batch.key_columns)  # fmt: skip
+    out, failures = _transform(rows, validator, steps)
+    data = codec.format(out.rows)
+    if data is None:  # a value without a raw form: the rows go back as rows
+        return out, failures
+    raw_out = Batch(out.columns, [], out.source, out.watermark, out.key_columns, out.schema, data,
+                    len(out.rows))  # fmt: skip
+    return raw_out, failures

@@ -9,13 +9,13 @@ from the last committed batch and loses or duplicates nothing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 
-from adf_core.messages import Batch, RowFailure, Watermark
+from adf_core.messages import Batch, Row, RowFailure, Watermark
 
 SpecT = TypeVar("SpecT")
 
@@ -80,6 +80,19 @@ class DeadLetters:
     time: datetime | None = None
 
 
+class RawCodec(Protocol):
+    """Turns a source's raw batches into rows, and rows into the sink's raw format.
+
+    Built before a run's threads start and used without any connection (in worker processes).
+    """
+
+    def parse(self, data: bytes) -> list[Row]: ...
+
+    def format(self, rows: Sequence[Row]) -> bytes | None:
+        """The sink's raw form of the rows; None when a value has none (the rows go as rows)."""
+        ...
+
+
 class Connector(ABC, Generic[SpecT]):
     """Common life cycle: construct from the spec (no I/O), ``open`` on enter, ``close`` on exit."""
 
@@ -136,6 +149,13 @@ class Source(Connector[SpecT]):
 
     def raw_format(self) -> str | None:
         """The raw batch format :meth:`read` can produce (known after open), if any."""
+        return None
+
+    def raw_codec(self, request: ReadRequest, sink: Sink[Any]) -> RawCodec | None:
+        """A codec for rows read raw with ``request`` and written raw to ``sink``, if offered.
+
+        Offered only when :meth:`read` will yield raw batches for this request.
+        """
         return None
 
 

@@ -16,11 +16,15 @@ rollback finds it idle.
 from __future__ import annotations
 
 import select
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
-from psycopg import errors, pq
+from psycopg import abc, errors, pq
+from psycopg.adapt import Transformer
+
+from adf_core.errors import DataError
+from adf_core.messages import Row
 
 _COPY_OUT = pq.ExecStatus.COPY_OUT
 _COMMAND_OK = pq.ExecStatus.COMMAND_OK
@@ -119,3 +123,78 @@ def _cancel(conn: psycopg.Connection[Any], wait: _Wait) -> None:
 def _drain(wait: _Wait) -> None:
     while wait.result() is not None:
         pass
+
+
+def _row_codec() -> tuple[Callable[..., tuple[Any, ...]], Callable[..., bytearray]] | None:
+    """psycopg's per-row COPY text parser and formatter (its C versions when installed).
+
+    They are internals of psycopg (``psycopg._copy_base``, what :meth:`psycopg.Copy.read_row`
+    and :meth:`psycopg.Copy.write_row` call for each row). Called directly over a whole batch
+    they parse or format it in one loop, with no Copy object and no I/O, which is what a worker
+    process needs. Should a psycopg release move them, this returns None and the engine keeps
+    to its in-process path.
+    """
+    try:
+        from psycopg._copy_base import format_row_text, parse_row_text
+    except ImportError:
+        return None
+    return parse_row_text, format_row_text
+
+
+class TextRows:
+    """Converts between COPY text and row tuples, without a connection once built.
+
+    Built from the source query's result columns (parsing, with the source connection's loaders)
+    and the sink connection (formatting, with its dumpers and encoding); both are kept in memory,
+    so a forked worker can use them without ever touching either connection.
+    """
+
+    def __init__(
+        self,
+        parse: Callable[..., tuple[Any, ...]],
+        fmt: Callable[..., bytearray],
+        loaders: abc.Transformer,
+        dumpers: abc.Transformer,
+    ) -> None:
+        self._parse, self._format = parse, fmt
+        self._loaders, self._dumpers = loaders, dumpers
+
+    @classmethod
+    def build(
+        cls,
+        source: psycopg.Connection[Any],
+        query: str,
+        params: Any,
+        sink: psycopg.Connection[Any],
+    ) -> TextRows | None:
+        """None when psycopg offers no row codec (see :func:`_row_codec`)."""
+        codec = _row_codec()
+        if codec is None:
+            return None
+        loaders = Transformer(source)
+        with source.cursor() as cur:
+            cur.execute(f"SELECT * FROM ({query}) AS adf_probe LIMIT 0", params)
+            assert cur.pgresult is not None
+            loaders.set_pgresult(cur.pgresult)  # the column count and types of a row
+        return cls(codec[0], codec[1], loaders, Transformer(sink))
+
+    def parse(self, data: bytes) -> list[Row]:
+        """The rows of a batch of COPY text (each line ends with a newline)."""
+        parse, loaders = self._parse, self._loaders
+        try:
+            return [parse(line, loaders) for line in data.splitlines(keepends=True)]
+        except (psycopg.Error, TypeError, ValueError, ArithmeticError) as exc:
+            raise DataError(
+                f"reading the source failed: a value does not fit its column: {exc}"
+            ) from None
+
+    def format(self, rows: Sequence[Row]) -> bytes | None:
+        """COPY text of the rows; None when a value has no text form here (e.g. a dict)."""
+        buffer = bytearray()
+        fmt, dumpers = self._format, self._dumpers
+        try:
+            for row in rows:
+                fmt(row, dumpers, buffer)
+        except (psycopg.Error, TypeError, ValueError):
+            return None
+        return bytes(buffer)

@@ -79,6 +79,7 @@ from adf_core.connectors.base import (
     Checkpoint,
     Constant,
     DeadLetters,
+    RawCodec,
     ReadRequest,
     Sink,
     Source,
@@ -398,12 +399,7 @@ class SqlSource(Source[SqlSourceSpec]):
         stmt = self._select(request)
         visible = len(self._names)
         source = f"sql:{self.spec.table or 'query'}"
-        # Raw batches take their watermark from their last row alone: that needs a tie-breaker.
-        raw = (
-            request.raw_format is not None
-            and self._tie is not None
-            and all(p < visible for p in self._positions)
-        )
+        raw = self._reads_raw(request)
         try:
             if raw and request.raw_format != SQLITE_NATIVE:
                 yield from self._copy_out(stmt, request.after, source)
@@ -421,6 +417,37 @@ class SqlSource(Source[SqlSourceSpec]):
             raise DataError(
                 f"reading the source failed: a value does not fit its column: {exc}"
             ) from None
+
+    def _reads_raw(self, request: ReadRequest) -> bool:
+        """Whether a read yields raw batches (after :meth:`_select` for this request).
+
+        Raw batches take their watermark from their last row alone: that needs a tie-breaker.
+        """
+        return (
+            request.raw_format is not None
+            and self._tie is not None
+            and all(p < len(self._names) for p in self._positions)
+        )
+
+    def raw_codec(self, request: ReadRequest, sink: Sink[Any]) -> RawCodec | None:
+        """COPY text ⇄ rows between two PostgreSQL databases (see pgcopy.TextRows)."""
+        if (
+            request.raw_format is None
+            or request.raw_format == SQLITE_NATIVE
+            or not isinstance(sink, SqlSink)
+            or self._conn is None
+            or self._engine is None
+        ):
+            return None
+        dumpers = sink.copy_text_connection()
+        stmt = self._select(request)
+        if dumpers is None or not self._reads_raw(request):
+            return None
+        from adf_core.connectors.pgcopy import TextRows
+
+        compiled = stmt.compile(dialect=self._engine.dialect)
+        with self._conn.begin():
+            return TextRows.build(_psycopg(self._conn), str(compiled), compiled.params, dumpers)
 
     def _with_watermarks(
         self,
@@ -1007,6 +1034,18 @@ class SqlSink(Sink[SqlSinkSpec]):
             return frozenset({f"{COPY_TEXT}:{_psycopg(self._conn).info.encoding}"})
         return frozenset()
 
+    def copy_text_connection(self) -> psycopg.Connection[Any] | None:
+        """The connection whose dumpers format rows as COPY text for the table, if it takes them.
+
+        Only when the table exists (a raw batch cannot create it) and has no JSON column (a dict
+        or list needs psycopg's JSON wrapper, which the row path adds).
+        """
+        if not isinstance(self._writer, PostgresWriter) or self._conn is None:
+            return None
+        if self._table is None or any(isinstance(c.type, JSON) for c in self._table.columns):
+            return None
+        return _psycopg(self._conn)
+
     def open(self) -> None:
         self.url = parse_url(self.spec.url.resolve(), "spec.sink.sql.url")
         self._engine, self._conn = connect(self.url, "sink")
@@ -1231,7 +1270,7 @@ class SqlSink(Sink[SqlSinkSpec]):
     ) -> tuple[WriteResult, list[RowFailure]]:
         """Write row by row behind savepoints, so rows the database refuses are set aside."""
         assert self._conn is not None and self._engine is not None
-        table = self._ensure_table(batch) if batch.rows or self._table is not None else None
+        table = self._ensure_table(batch) if len(batch) or self._table is not None else None
         if self.mode == "replace":
             checkpoint = None
         failures: list[RowFailure] = []
@@ -1239,8 +1278,7 @@ class SqlSink(Sink[SqlSinkSpec]):
         errors = _dbapi_errors(self._engine)
         try:
             with self._conn.begin():
-                for index, row in enumerate(batch.rows):
-                    single = Batch(batch.columns, [row], batch.source, None, batch.key_columns)
+                for index, (single, row) in enumerate(self._singles(batch)):
                     try:
                         with self._conn.begin_nested():
                             one = (
@@ -1265,6 +1303,22 @@ class SqlSink(Sink[SqlSinkSpec]):
                 exc, self._engine, f"writing to table {self.spec.table!r} failed"
             ) from None
         return result, failures
+
+    def _singles(self, batch: Batch) -> Iterator[tuple[Batch, Row]]:
+        """Each row of a batch as a batch of its own, with the row's values (text when raw)."""
+        if batch.raw is None:
+            for row in batch.rows:
+                yield Batch(batch.columns, [row], batch.source, None, batch.key_columns), row
+            return
+        assert self._conn is not None
+        encoding = _psycopg(self._conn).info.encoding
+        for line in batch.raw.splitlines(keepends=True):
+            fields = line[:-1].split(b"\t")
+            row = [None if f == b"\\N" else _unescape(f).decode(encoding) for f in fields]
+            yield (
+                Batch(batch.columns, [], batch.source, None, batch.key_columns, None, line, 1),
+                row,
+            )
 
     def _write_rows(self, table: Table, batch: Batch) -> WriteResult:
         assert self._conn is not None and self._writer is not None

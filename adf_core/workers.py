@@ -1,0 +1,132 @@
+"""Worker processes for the per-row Python work of a run (parse → validate → steps → format).
+
+Python threads share one GIL, so a run with Python steps uses one core however many it has.
+Between two PostgreSQL databases the rows can travel as COPY text, which is cheap to move between
+processes; forked workers then do the per-row work on the other cores while the run's own
+process only moves bytes and commits each batch with its watermark, in source order (the
+checkpoint contract does not change: one sink transaction per batch).
+
+The workers are forked after the run's plan is built and before any of its threads start; they
+inherit what they need (the steps, the schema, psycopg's loaders and dumpers) and never touch a
+database connection: they end with ``os._exit``, so nothing of the parent's is finalized twice.
+A worker whose parent dies reads end-of-file and exits.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+from collections.abc import Callable
+from contextlib import suppress
+from multiprocessing.connection import Connection, Pipe
+from typing import Any
+
+from adf_core.errors import AdfError
+from adf_core.messages import Batch, RowFailure
+
+WORKERS_ENV = "ADF_WORKERS"
+Work = Callable[[Batch], tuple[Batch, list[RowFailure]]]
+
+
+def worker_count() -> int:
+    """``$ADF_WORKERS`` if set (0 or 1: no workers), else one per CPU this process may use."""
+    configured = os.environ.get(WORKERS_ENV, "").strip()
+    if configured:
+        try:
+            return max(0, int(configured))
+        except ValueError:
+            return 0
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class WorkerFailure(Exception):
+    """A worker ended or failed outside the per-row error handling (a bug, or it was killed)."""
+
+
+class Workers:
+    """``count`` forked processes applying ``work`` to batches.
+
+    One thread hands batches out (:meth:`submit`, round robin) and another takes the results
+    back (:meth:`result`) in the same order: a worker blocked on sending a result then never
+    waits for the thread that blocks on sending it the next batch.
+    """
+
+    def __init__(self, count: int, work: Work) -> None:
+        self._pipes: list[Connection] = []
+        self._pids: list[int] = []
+        self._next = 0
+        for _ in range(count):
+            mine, theirs = Pipe(duplex=True)
+            pid = os.fork()
+            if pid == 0:  # the child: serve until end-of-file, then leave without cleanup
+                mine.close()
+                code = 0
+                try:
+                    _serve(theirs, work)
+                except BaseException:
+                    code = 1
+                finally:
+                    os._exit(code)
+            theirs.close()
+            self._pipes.append(mine)
+            self._pids.append(pid)
+
+    def submit(self, batch: Batch) -> int:
+        """Hand a batch to the next worker; returns that worker's number for :meth:`result`."""
+        index = self._next
+        self._next = (index + 1) % len(self._pipes)
+        try:
+            self._pipes[index].send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
+        except OSError as exc:
+            raise WorkerFailure(f"a worker process ended unexpectedly ({exc})") from None
+        return index
+
+    def result(self, index: int) -> tuple[Batch, list[RowFailure]]:
+        """Worker ``index``'s oldest result not taken yet; its exception is raised here."""
+        try:
+            status, value = pickle.loads(self._pipes[index].recv_bytes())
+        except (EOFError, OSError):
+            raise WorkerFailure("a worker process ended unexpectedly") from None
+        if status == "ok":
+            return value  # type: ignore[no-any-return]
+        if isinstance(value, BaseException):
+            raise value
+        raise WorkerFailure(str(value))
+
+    def close(self, *, kill: bool = False) -> None:
+        """End the workers and reap them: end-of-file on their pipes, or SIGKILL after a failure.
+
+        Killing frees a thread that may be blocked handing a batch to a busy worker, and a worker
+        stuck in user code; a worker holds nothing that a kill could lose.
+        """
+        if kill:
+            for pid in self._pids:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        for pipe in self._pipes:
+            pipe.close()
+        for pid in self._pids:
+            with suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self._pipes, self._pids = [], []
+
+
+def _serve(pipe: Connection, work: Work) -> None:
+    while True:
+        try:
+            message = pipe.recv_bytes()
+        except EOFError:
+            return
+        reply: tuple[str, Any]
+        try:
+            reply = ("ok", work(pickle.loads(message)))
+        except AdfError as exc:
+            reply = ("error", exc)
+        except Exception as exc:  # a bug: reported as the run's internal error, by name
+            reply = ("error", f"internal error in a worker: {type(exc).__name__}: {exc}")
+        try:
+            data = pickle.dumps(reply, pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # an unpicklable value in a failure or an exception
+            data = pickle.dumps(("error", f"internal error in a worker: {exc}"))
+        pipe.send_bytes(data)

@@ -1,0 +1,31 @@
+"""Python steps of the worker-process tests (loaded by path, like a user's module)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+FAIL_ID = 600
+
+
+def tag_pid(row: dict[str, Any]) -> dict[str, Any]:
+    """Upper-case the SKU and record which process ran the step (in `category`)."""
+    row["sku"] = row["sku"].upper()
+    row["category"] = f"pid-{os.getpid()}"
+    return row
+
+
+def refuse_one(row: dict[str, Any]) -> dict[str, Any]:
+    """Upper-case the SKU; the row with id FAIL_ID raises."""
+    if row["id"] == FAIL_ID:
+        raise ValueError(f"refused product {row['id']}")
+    row["sku"] = row["sku"].upper()
+    return row
+
+
+def die_at_one(row: dict[str, Any]) -> dict[str, Any]:
+    """The process that transforms the row with id FAIL_ID is killed (a crashed worker)."""
+    if row["id"] == FAIL_ID:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return row
