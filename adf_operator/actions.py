@@ -5,13 +5,14 @@ creates a second run or Job: names are deterministic (AlreadyExists means done),
 conditional on the resourceVersion they were computed from, and phases only move forward.
 
 Status ownership avoids lost updates between concurrent handlers: the spec handler writes what
-follows from the spec (SPEC_FIELDS) and the trigger handler what follows from a slot
-(TRIGGER_FIELDS), both through kopf's patch; the run handlers write the fields about runs
-(RUN_FIELDS, with a conditional patch).
+follows from the spec (SPEC_FIELDS, through kopf's patch); the trigger handler what follows from a
+slot (TRIGGER_FIELDS and the new last run) and the run handlers the fields about runs
+(RUN_FIELDS), both with conditional patches.
 
 API calls are the operator's cost at scale (a 1,000-flow ping on one API server is bound by the
 server's CPU, most of it spent on updates): a trigger costs one list, one create and one status
-patch, and kopf keeps no bookkeeping of its own on DataFlowRuns (they have no change handlers).
+patch, its launch one create and one status patch (the flow comes from the watch cache), and
+kopf keeps no bookkeeping of its own on DataFlowRuns (they have no change handlers).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -32,6 +32,7 @@ from pydantic import BaseModel
 from adf_core.errors import SpecError
 from adf_core.spec import DataFlow, load_dataflow
 from adf_operator import flows, kube, names, runs
+from adf_operator.cache import FLOWS
 from adf_operator.config import OperatorConfig
 from adf_operator.flows import Event
 from adf_operator.jobs import build_job, owner_reference
@@ -44,6 +45,7 @@ Body = dict[str, Any]
 SPEC_FIELDS = frozenset({"observed_generation", "conditions", "schedule", "next_run_time"})
 TRIGGER_FIELDS = frozenset({"last_schedule_time", "missed_slots", "next_run_time"})
 RUN_FIELDS = frozenset(DataFlowStatus.model_fields) - SPEC_FIELDS - TRIGGER_FIELDS
+LAST_RUN_FIELDS = frozenset({"last_run_name", "last_run_time", "last_run_phase"})
 CONFLICT_RETRIES = 8
 BAD_REQUEST, INVALID = 400, 422
 
@@ -106,6 +108,10 @@ def post(body: Mapping[str, Any], event: Event) -> None:
     )
 
 
+def _get_flow(namespace: str, name: str) -> Body | None:
+    return kube.get_object(names.FLOW_PLURAL, namespace, name)
+
+
 def _manifest(body: Mapping[str, Any]) -> dict[str, Any]:
     return {k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")}
 
@@ -136,90 +142,116 @@ def trigger_pending(body: Mapping[str, Any]) -> bool:
     return flows.pending_slot(annotations, status) is not None
 
 
-@dataclass
-class TriggerResult:
-    """The flow's TRIGGER_FIELDS status, and annotations to remove."""
+def trigger_flow(body: Body | None, at: datetime) -> None:
+    """Run the flow's pending slot and its run-now request, and record them in its status.
 
-    status: Body
-    remove_annotations: list[str] = field(default_factory=list)
+    The status write is conditional on the flow's resourceVersion: after a conflict the flow is
+    read again and the trigger redone, which finds its run created and creates no second one. The
+    new run is recorded as the flow's last run at once, so the run's launch (Pending) changes
+    nothing on the flow: one status patch per trigger.
+    """
+    if body is None:
+        return
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    with _locks.hold("trigger", namespace, name):
+        for _ in range(CONFLICT_RETRIES):
+            if body is None or not trigger_pending(body):
+                return
+            status, remove = _handle_trigger(body, at)
+            patch = {
+                "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+                "status": dump(status, TRIGGER_FIELDS | LAST_RUN_FIELDS),
+            }
+            try:
+                kube.patch_object(names.FLOW_PLURAL, namespace, name, patch, status=True)
+            except ApiException as exc:
+                if exc.status != kube.CONFLICT:
+                    raise
+                body = kube.get_object(names.FLOW_PLURAL, namespace, name)
+                continue
+            if remove:
+                removal = {"metadata": {"annotations": dict.fromkeys(remove)}}
+                kube.patch_object(names.FLOW_PLURAL, namespace, name, removal)
+            return
+        raise kopf.TemporaryError(f"flow {namespace}/{name} kept changing; retrying", delay=5)
 
 
-def trigger_flow(body: Body, at: datetime) -> TriggerResult:
-    """Run the flow's pending slot and its run-now request. A slot of an invalid flow is skipped
-    (recorded, with a Warning), so it is not retried forever."""
-    meta = body["metadata"]
+def retry_trigger(namespace: str, name: str, at: datetime) -> None:
+    """The sweep's retry of a trigger whose event handler failed: read the flow fresh."""
+    trigger_flow(kube.get_object(names.FLOW_PLURAL, namespace, name), at)
+
+
+def _handle_trigger(body: Body, at: datetime) -> tuple[DataFlowStatus, list[str]]:
+    """The flow's status after its slot and run-now request, and the annotations to remove. A slot
+    of an invalid flow is skipped (recorded, with a Warning), so it is not retried forever."""
     status = DataFlowStatus.model_validate(body.get("status") or {})
-    annotations: Mapping[str, str] = meta.get("annotations") or {}
+    annotations: Mapping[str, str] = body["metadata"].get("annotations") or {}
     try:
         flow: DataFlow | None = load_dataflow(_manifest(body))
     except SpecError:
         flow = None
     remove = []
-    with _locks.hold("trigger", meta["namespace"], meta["name"]):
-        slot = flows.pending_slot(annotations, status)
-        missed = flows.missed_slots(annotations)
-        if slot is not None and flow is not None:
-            status = _run_slot(body, flow, status, slot, missed, at)
-        elif slot is not None:
-            message = f"slot {slot:%Y-%m-%dT%H:%M:%SZ} skipped: the spec is invalid (see Ready)"
-            post(body, Event("Warning", "SlotSkipped", message))
-            status = status.model_copy(update={"last_schedule_time": slot, "missed_slots": missed})
-        if names.RUN_NOW in annotations:
-            if flow is not None:
-                _run_now(body, flow, annotations[names.RUN_NOW], at)
-            else:
-                post(body, Event("Warning", "RunNowRefused", "the spec is invalid: see Ready"))
-            remove.append(names.RUN_NOW)
-    return TriggerResult(dump(status, TRIGGER_FIELDS), remove)
-
-
-def retry_trigger(namespace: str, name: str, at: datetime) -> None:
-    """The sweep's retry of a trigger whose event handler failed: read the flow fresh, handle
-    it, and write what kopf's patch would have written."""
-    body = kube.get_object(names.FLOW_PLURAL, namespace, name)
-    if body is None or not trigger_pending(body):
-        return
-    result = trigger_flow(body, at)
-    kube.patch_object(names.FLOW_PLURAL, namespace, name, {"status": result.status}, status=True)
-    if result.remove_annotations:
-        removal = {"metadata": {"annotations": dict.fromkeys(result.remove_annotations)}}
-        kube.patch_object(names.FLOW_PLURAL, namespace, name, removal)
+    slot = flows.pending_slot(annotations, status)
+    missed = flows.missed_slots(annotations)
+    if slot is not None and flow is not None:
+        status = _run_slot(body, flow, status, slot, missed, at)
+    elif slot is not None:
+        message = f"slot {slot:%Y-%m-%dT%H:%M:%SZ} skipped: the spec is invalid (see Ready)"
+        post(body, Event("Warning", "SlotSkipped", message))
+        status = status.model_copy(update={"last_schedule_time": slot, "missed_slots": missed})
+    if names.RUN_NOW in annotations:
+        if flow is not None:
+            status = _run_now(body, flow, status, annotations[names.RUN_NOW], at)
+        else:
+            post(body, Event("Warning", "RunNowRefused", "the spec is invalid: see Ready"))
+        remove.append(names.RUN_NOW)
+    return status, remove
 
 
 def _run_slot(
     body: Body, flow: DataFlow, status: DataFlowStatus, slot: datetime, missed: int, at: datetime
 ) -> DataFlowStatus:
     name = names.scheduled_run_name(flow.metadata.name, slot)
-    _start(body, flow, name, slot, at)
+    status = _start(body, flow, status, name, slot, at)
     status, events = flows.after_slot(status, flow, slot, missed, at)
     for event in events:
         post(body, event)
     return status
 
 
-def _run_now(body: Body, flow: DataFlow, request: str, at: datetime) -> None:
-    _start(body, flow, names.manual_run_name(flow.metadata.name, request), None, at)
+def _run_now(
+    body: Body, flow: DataFlow, status: DataFlowStatus, request: str, at: datetime
+) -> DataFlowStatus:
+    name = names.manual_run_name(flow.metadata.name, request)
+    return _start(body, flow, status, name, None, at)
 
 
-def _start(body: Body, flow: DataFlow, name: str, slot: datetime | None, at: datetime) -> None:
-    """Create the run `name` unless it exists, honouring the concurrency policy."""
+def _start(
+    body: Body, flow: DataFlow, status: DataFlowStatus, name: str, slot: datetime | None,
+    at: datetime,
+) -> DataFlowStatus:  # fmt: skip
+    """Create the run `name` unless it exists, honouring the concurrency policy; a created run
+    becomes the flow's last run."""
     namespace = flow.metadata.namespace
     existing = kube.list_runs(namespace, flow.metadata.name)
     if any(r["metadata"]["name"] == name for r in existing):
-        return  # handled before a restart
+        return status  # handled before a restart
     active = [r["metadata"]["name"] for r in existing if runs.is_active(r)]
     plan = flows.plan_trigger(flow, active, slot=slot, now=at)
     for event in plan.events:
         post(body, event)
     if plan.action == "skip":
-        return
+        return status
     for victim in plan.cancel:
         cancel_run(namespace, victim, f"replaced by run {name} (concurrencyPolicy: Replace)", at)
     trigger: runs.Trigger = "schedule" if slot else "manual"
-    if kube.create_object(names.RUN_PLURAL, runs.build_run(body, name, trigger, slot)):
-        METRICS.run_created(namespace, flow.metadata.name, trigger, slot, now())
-        what = f"slot {slot:%Y-%m-%dT%H:%M:%SZ}" if slot else "run-now request"
-        post(body, Event("Normal", "RunCreated", f"created run {name} for {what}"))
+    created = kube.create_object(names.RUN_PLURAL, runs.build_run(body, name, trigger, slot))
+    if created is None:
+        return status
+    METRICS.run_created(namespace, flow.metadata.name, trigger, slot, now())
+    what = f"slot {slot:%Y-%m-%dT%H:%M:%SZ}" if slot else "run-now request"
+    post(body, Event("Normal", "RunCreated", f"created run {name} for {what}"))
+    return flows.after_run(status, created, DataFlowRunStatus(phase="Pending"))
 
 
 # --- DataFlowRun ----------------------------------------------------------------------------------
@@ -234,7 +266,7 @@ def launch_run(body: Body, config: OperatorConfig, at: datetime) -> None:
         follow_run(namespace, name, at)
         return
     flow_name = body["spec"]["dataFlowRef"]["name"]
-    flow_body = kube.get_object(names.FLOW_PLURAL, namespace, flow_name)
+    flow_body = FLOWS.get(namespace, flow_name, _get_flow)
     if flow_body is None:
         message = f"DataFlow {flow_name} not found in namespace {namespace}"
         _write_run(namespace, name, lambda s: runs.fail(s, "FlowNotFound", message, at))
@@ -257,9 +289,9 @@ def launch_run(body: Body, config: OperatorConfig, at: datetime) -> None:
         _write_run(namespace, name, lambda s: runs.fail(s, "InvalidJob", message, at))
         post(body, Event("Warning", "InvalidJob", message))
         return
-    if created:
-        post(body, Event("Normal", "JobCreated", f"created Job {job['metadata']['name']}"))
     job_name = job["metadata"]["name"]
+    if created:  # logged, not an Event: the Job has the run's name and the status names it
+        log.info("%s/%s created Job %s", namespace, name, job_name)
     _write_run(
         namespace,
         name,
@@ -366,8 +398,12 @@ def settle_flow(run: Body, status: DataFlowRunStatus) -> Body | None:
     namespace = run["metadata"]["namespace"]
     flow_name = run["spec"]["dataFlowRef"]["name"]
     with _locks.hold("flow", namespace, flow_name):
+        stale_cache = False
         for _ in range(CONFLICT_RETRIES):
-            flow_body = kube.get_object(names.FLOW_PLURAL, namespace, flow_name)
+            if stale_cache:
+                flow_body = _get_flow(namespace, flow_name)
+            else:
+                flow_body = FLOWS.get(namespace, flow_name, _get_flow)
             if flow_body is None:
                 return None
             old = DataFlowStatus.model_validate(flow_body.get("status") or {})
@@ -382,6 +418,7 @@ def settle_flow(run: Body, status: DataFlowRunStatus) -> Body | None:
                 kube.patch_object(names.FLOW_PLURAL, namespace, flow_name, patch, status=True)
             except ApiException as exc:
                 if exc.status == kube.CONFLICT:
+                    stale_cache = True
                     continue
                 raise
             return flow_body

@@ -96,17 +96,23 @@ def list_runs(namespace: str, flow: str) -> list[Body]:
     return sorted(items, key=lambda r: (r["metadata"]["creationTimestamp"], r["metadata"]["name"]))
 
 
-def create_object(plural: str, body: Body) -> bool:
-    """Create a custom object; False when one of that name exists already."""
+def create_object(plural: str, body: Body) -> Body | None:
+    """Create a custom object and return it as stored; None when one of that name exists."""
     try:
-        _custom().create_namespaced_custom_object(
-            API_GROUP, API_VERSION, body["metadata"]["namespace"], plural, body
+        return _json(
+            _custom().create_namespaced_custom_object(
+                API_GROUP,
+                API_VERSION,
+                body["metadata"]["namespace"],
+                plural,
+                body,
+                _preload_content=False,
+            )
         )
     except ApiException as exc:
         if exc.status == CONFLICT:
-            return False
+            return None
         raise
-    return True
 
 
 def patch_object(

@@ -2,7 +2,7 @@
 run-now requests.
 
 The trigger annotations are left out of kopf's diff base (see startup.configure), so a marked slot
-is not a spec change: no kopf bookkeeping patch, only the trigger handler's status patch. A failed
+is not a spec change: no kopf bookkeeping patch, only the trigger's own status patch. A failed
 trigger (an API error) is retried by the periodic sweep (handlers/sweep.py) while it is pending.
 """
 
@@ -30,12 +30,9 @@ def _trigger_pending(type: str | None, body: kopf.Body, **_: Any) -> bool:
 
 
 @kopf.on.event(API_GROUP, API_VERSION, names.FLOW_PLURAL, when=_trigger_pending)
-def dataflow_triggered(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+def dataflow_triggered(body: kopf.Body, **_: Any) -> None:
     with api_errors(names.FLOW_PLURAL):
-        result = actions.trigger_flow(dict(body), actions.now())
-    patch.status.update(result.status)
-    for key in result.remove_annotations:
-        patch.metadata.annotations[key] = None
+        actions.trigger_flow(dict(body), actions.now())
 
 
 def _deleted(type: str | None, **_: Any) -> bool:

@@ -2,7 +2,8 @@
 
 Event handlers are not retried by kopf, and a run whose Job or pod events were missed must still
 finish. Async tracking handlers note every DataFlow and DataFlowRun event in two Overdue sets
-(memo.pending_triggers, memo.active_runs) at no API cost; one task handles what is overdue.
+(memo.pending_triggers, memo.active_runs) and every DataFlow in the flow cache, at no API cost;
+one task handles what is overdue.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import kopf
 
 from adf_core.spec import API_GROUP, API_VERSION
 from adf_operator import actions, names, runs
+from adf_operator.cache import FLOWS
 from adf_operator.handlers.startup import BACKOFF, api_errors
 from adf_operator.overdue import Key, Overdue
 
@@ -28,6 +30,7 @@ SWEEP_CONCURRENCY = 4
 async def track_flow(
     type: str | None, body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
 ) -> None:
+    FLOWS.seen(body, deleted=type == "DELETED")
     pending = type != "DELETED" and actions.trigger_pending(body)
     memo.pending_triggers.note((str(namespace), name), pending, asyncio.get_running_loop().time())
 
