@@ -109,7 +109,10 @@ class Batch:
     ``watermark`` is the source position after the batch's last row (None for non-incremental
     reads); ``source`` names where the rows came from (e.g. ``sql:products``). A batch that
     passes between two databases untouched may instead carry ``raw`` bytes in a format both
-    connectors speak (PostgreSQL COPY text), with ``raw_count`` rows and an empty ``rows``.
+    connectors speak (PostgreSQL COPY text), with ``raw_count`` rows and an empty ``rows``;
+    ``raw_unique`` says that no two of them share the sink's key (rows that the engine formatted
+    after dropping such duplicates, last one wins, still counted in ``raw_count`` as the row path
+    counts them), so an upsert needs no de-duplication.
     """
 
     columns: tuple[str, ...]
@@ -120,6 +123,7 @@ class Batch:
     schema: RecordSchema | None = None
     raw: bytes | None = None
     raw_count: int = 0
+    raw_unique: bool = False
 
     def __len__(self) -> int:
         return self.raw_count if self.raw is not None else len(self.rows)

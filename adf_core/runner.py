@@ -407,9 +407,4 @@ def _work_raw(
     rows = Batch(batch.columns, codec.parse(batch.raw), batch.source, batch.watermark,
                  batch.key_columns)  # fmt: skip
     out, failures = _transform(rows, validator, steps)
-    data = codec.format(out.rows)
-    if data is None:  # a value without a raw form: the rows go back as rows
-        return out, failures
-    raw_out = Batch(out.columns, [], out.source, out.watermark, out.key_columns, out.schema, data,
-                    len(out.rows))  # fmt: skip
-    return raw_out, failures
+    return codec.format(out) or out, failures  # rows without a raw form go back as rows

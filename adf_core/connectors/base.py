@@ -9,7 +9,7 @@ from the last committed batch and loses or duplicates nothing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -88,8 +88,8 @@ class RawCodec(Protocol):
 
     def parse(self, data: bytes) -> list[Row]: ...
 
-    def format(self, rows: Sequence[Row]) -> bytes | None:
-        """The sink's raw form of the rows; None when a value has none (the rows go as rows)."""
+    def format(self, batch: Batch) -> Batch | None:
+        """The batch in the sink's raw form; None when a value has none (it goes as rows)."""
         ...
 
 

@@ -24,7 +24,7 @@ from psycopg import abc, errors, pq
 from psycopg.adapt import Transformer
 
 from adf_core.errors import DataError
-from adf_core.messages import Row
+from adf_core.messages import Batch, Row
 
 _COPY_OUT = pq.ExecStatus.COPY_OUT
 _COMMAND_OK = pq.ExecStatus.COMMAND_OK
@@ -155,9 +155,11 @@ class TextRows:
         fmt: Callable[..., bytearray],
         loaders: abc.Transformer,
         dumpers: abc.Transformer,
+        unique: Callable[[Sequence[str], list[Row]], list[Row]] | None = None,
     ) -> None:
         self._parse, self._format = parse, fmt
         self._loaders, self._dumpers = loaders, dumpers
+        self._unique = unique
 
     @classmethod
     def build(
@@ -166,8 +168,12 @@ class TextRows:
         query: str,
         params: Any,
         sink: psycopg.Connection[Any],
+        unique: Callable[[Sequence[str], list[Row]], list[Row]] | None = None,
     ) -> TextRows | None:
-        """None when psycopg offers no row codec (see :func:`_row_codec`)."""
+        """None when psycopg offers no row codec (see :func:`_row_codec`).
+
+        ``unique`` drops rows that share the sink's key (for an upsert), before formatting.
+        """
         codec = _row_codec()
         if codec is None:
             return None
@@ -176,7 +182,7 @@ class TextRows:
             cur.execute(f"SELECT * FROM ({query}) AS adf_probe LIMIT 0", params)
             assert cur.pgresult is not None
             loaders.set_pgresult(cur.pgresult)  # the column count and types of a row
-        return cls(codec[0], codec[1], loaders, Transformer(sink))
+        return cls(codec[0], codec[1], loaders, Transformer(sink), unique)
 
     def parse(self, data: bytes) -> list[Row]:
         """The rows of a batch of COPY text (each line ends with a newline)."""
@@ -188,8 +194,9 @@ class TextRows:
                 f"reading the source failed: a value does not fit its column: {exc}"
             ) from None
 
-    def format(self, rows: Sequence[Row]) -> bytes | None:
-        """COPY text of the rows; None when a value has no text form here (e.g. a dict)."""
+    def format(self, batch: Batch) -> Batch | None:
+        """The batch as COPY text; None when a value has no text form here (e.g. a dict)."""
+        rows = batch.rows if self._unique is None else self._unique(batch.columns, batch.rows)
         buffer = bytearray()
         fmt, dumpers = self._format, self._dumpers
         try:
@@ -197,4 +204,7 @@ class TextRows:
                 fmt(row, dumpers, buffer)
         except (psycopg.Error, TypeError, ValueError):
             return None
-        return bytes(buffer)
+        data, unique = bytes(buffer), self._unique is not None
+        # counted as the rows the step produced, duplicates included, as the row path counts them
+        return Batch(batch.columns, [], batch.source, batch.watermark, batch.key_columns,
+                     batch.schema, data, len(batch.rows), unique)  # fmt: skip

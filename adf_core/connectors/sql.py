@@ -30,6 +30,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from functools import partial
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
@@ -445,9 +446,13 @@ class SqlSource(Source[SqlSourceSpec]):
             return None
         from adf_core.connectors.pgcopy import TextRows
 
+        keys = list(sink.spec.keys or []) if sink.mode == "upsert" else []
+        unique = partial(_dedupe, keys=keys) if keys else None
         compiled = stmt.compile(dialect=self._engine.dialect)
         with self._conn.begin():
-            return TextRows.build(_psycopg(self._conn), str(compiled), compiled.params, dumpers)
+            return TextRows.build(
+                _psycopg(self._conn), str(compiled), compiled.params, dumpers, unique
+            )
 
     def _with_watermarks(
         self,
@@ -689,6 +694,7 @@ class RawCopy:
 
     data: bytes
     count: int
+    unique: bool = False  # no two rows share the upsert's key
 
     def __len__(self) -> int:
         return self.count
@@ -807,14 +813,12 @@ class PostgresWriter:
             "ON COMMIT DELETE ROWS"
         )
         key_list = ", ".join(map(q, keys))
-        if isinstance(rows, RawCopy):  # unparsed rows: the last of rows sharing a key wins in SQL
-            select = (
-                f"SELECT DISTINCT ON ({key_list}) {cols} FROM {stage} "
-                f"ORDER BY {key_list}, ctid DESC"
-            )
-        else:
+        distinct = order = ""
+        if not isinstance(rows, RawCopy):
             rows = _dedupe(columns, rows, keys)
-            select = f"SELECT {cols} FROM {stage}"
+        elif not rows.unique:  # unparsed rows: the last of rows sharing a key wins, in SQL
+            distinct, order = f"DISTINCT ON ({key_list}) ", f" ORDER BY {key_list}, ctid DESC"
+        select = f"SELECT {distinct}{cols} FROM {stage}{order}"
         self._copy(conn, table, stage, columns, _jsonb(table, columns, rows))
         others = [c for c in columns if c not in keys]
         if others:
@@ -1325,7 +1329,11 @@ class SqlSink(Sink[SqlSinkSpec]):
         if not len(batch):
             return WriteResult()
         writer: Any = self._writer  # only PostgresWriter is offered raw batches (raw_formats)
-        rows = batch.rows if batch.raw is None else RawCopy(batch.raw, batch.raw_count)
+        rows = (
+            batch.rows
+            if batch.raw is None
+            else RawCopy(batch.raw, batch.raw_count, batch.raw_unique)
+        )
         if self.mode == "upsert":
             keys = list(self.spec.keys or [])
             unchanged = writer.upsert(

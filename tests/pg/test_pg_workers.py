@@ -83,6 +83,19 @@ def test_workers_write_every_row_once(filled: FlowDatabases, mode: str) -> None:
     assert (again.returncode, again.summary["rowsRead"]) == (0, 0)  # the watermark holds
 
 
+@pytest.mark.parametrize("workers", ["2", "0"])
+def test_upsert_keeps_the_last_of_rows_sharing_a_key(filled: FlowDatabases, workers: str) -> None:
+    dbs = filled
+    sink = {"table": "exports", "mode": "upsert", "keys": ["id"]}
+    path = dbs.write("twice", source=SOURCE, sink=sink, transform=[step("twice")])
+
+    result, _ = run(dbs, path, workers)
+
+    assert result.returncode == 0, result.output
+    assert result.summary["rowsWritten"] == 2 * ROWS  # counted alike with and without workers
+    assert dbs.sink_rows() == adf.exported(dbs.source_rows())
+
+
 def test_without_workers_the_run_transforms_in_process(filled: FlowDatabases) -> None:
     dbs = filled
     path = dbs.write("local", source=SOURCE, sink={"table": "exports"},

@@ -29,3 +29,10 @@ def die_at_one(row: dict[str, Any]) -> dict[str, Any]:
     if row["id"] == FAIL_ID:
         os.kill(os.getpid(), signal.SIGKILL)
     return row
+
+
+def twice(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """Two rows with the row's key: a stale one, then the exported one (the last must win)."""
+    stale = {**row, "name": "stale"}
+    row["sku"] = row["sku"].upper()
+    return [stale, row]
