@@ -29,8 +29,8 @@ def setup(
     """Mount the dashboard on `app`.
 
     `token` is the heartbeat's; `read_only_open` lets anyone read the pages and the API's GETs
-    (actions still need the token); `session_secret` signs session cookies (random per process
-    when None); `limiter` brakes wrong tokens per address (pass the heartbeat's to share it).
+    (actions still need the token); `session_secret` signs session cookies (derived from the
+    token when None); `limiter` brakes wrong tokens per address (pass the heartbeat's to share it).
     """
     guard = Guard(token, read_only_open=read_only_open, secret=session_secret, limiter=limiter)
     app.add_subapp("/api/v1", create_api(cluster, guard))

@@ -7,8 +7,9 @@
 - Every form carries the session's CSRF token; a POST without the matching one is refused. With
   SameSite=Strict this is defence in depth.
 - Repeated wrong tokens from one address are braked with the heartbeat's FailureLimiter (429).
-- The signing key is random per process unless one is given: a restart signs everyone out, which
-  is acceptable for a single-replica service; several replicas must share a key.
+- The signing key is derived from the token unless one is given, so sessions survive a restart
+  and work across replicas with no key of their own to manage, and rotating the token signs
+  everyone out.
 """
 
 from __future__ import annotations
@@ -61,9 +62,11 @@ class Guard:
         self.read_only_open = read_only_open
         self.limiter = limiter or FailureLimiter()
         self.max_age = max_age
-        self._signer = URLSafeTimedSerializer(
-            secret or secrets.token_bytes(32), salt="adf-dashboard-session"
-        )
+        self._secret = secret
+
+    def _signer(self) -> URLSafeTimedSerializer:
+        key = self._secret or self.token.derive_key("adf-dashboard-session")
+        return URLSafeTimedSerializer(key, salt="adf-dashboard-session")
 
     def check_token(self, request: web.Request, presented: str) -> None:
         """Raise Rejected (401, or 429 while the address is braked) unless the token matches."""
@@ -90,7 +93,7 @@ class Guard:
         if not raw:
             return None
         try:
-            data = self._signer.loads(raw, max_age=self.max_age)
+            data = self._signer().loads(raw, max_age=self.max_age)
         except BadSignature:  # also SignatureExpired
             return None
         if not isinstance(data, dict) or not isinstance(data.get("c"), str):
@@ -100,7 +103,7 @@ class Guard:
     def store(self, request: web.Request, response: web.StreamResponse, session: Session) -> None:
         response.set_cookie(
             COOKIE,
-            self._signer.dumps({"c": session.csrf, "u": session.signed_in}),
+            self._signer().dumps({"c": session.csrf, "u": session.signed_in}),
             max_age=self.max_age,
             path="/",
             httponly=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import logging
@@ -43,6 +44,12 @@ class TokenSource:
         self._refresh()
         candidate = presented.encode()
         return bool(self._token) and hmac.compare_digest(candidate, self._token)
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A key for `purpose` derived from the current token: every replica and restart that has
+        the token derives the same key, and rotating the token retires it."""
+        self._refresh()
+        return hmac.new(self._token, purpose.encode(), hashlib.sha256).digest()
 
     def _refresh(self) -> None:
         if self._path is None:

@@ -33,9 +33,10 @@ def build_app(
     read_only_open: bool = False,
     namespaces: tuple[str, ...] = (),
     limiter: FailureLimiter | None = None,
+    token_value: str = TOKEN,
 ) -> web.Application:
     """The heartbeat service as the CLI builds it, with the dashboard mounted on it."""
-    token = TokenSource(value=TOKEN)
+    token = TokenSource(value=token_value)
     settings = Settings(token=token, limiter=limiter or FailureLimiter())
     app = create_app(KubeFlowStore(client.CustomObjectsApi(api_client), namespaces), settings)
     dashboard.setup(

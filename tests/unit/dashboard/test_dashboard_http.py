@@ -92,6 +92,20 @@ def test_signed_in_reads_reach_the_cluster_and_outages_are_502_pages(base: str) 
     assert "cannot be reached" in page.text and "Sign out" in page.text
 
 
+def test_a_session_outlives_a_restart_and_ends_when_the_token_rotates() -> None:
+    """The cookie's signing key comes from the token: another process (a restart, a second
+    replica) accepts the session, a rotated token does not."""
+    session = requests.Session()
+    with serve(build_app(_unreachable_cluster())) as first:
+        assert sign_in(first, session).status_code == 303
+    with serve(build_app(_unreachable_cluster())) as restarted:
+        page = session.get(f"{restarted}/dashboard/", allow_redirects=False, timeout=60)
+        assert page.status_code == 502 and "Sign out" in page.text
+    with serve(build_app(_unreachable_cluster(), token_value="rotated-token-9876543210")) as new:
+        page = session.get(f"{new}/dashboard/", allow_redirects=False, timeout=30)
+        assert page.status_code == 303 and page.headers["Location"].startswith("/dashboard/login")
+
+
 def test_a_tampered_cookie_is_not_a_session(base: str) -> None:
     session = requests.Session()
     sign_in(base, session)
