@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from adf_operator import names
 from devcluster.controlplane import ControlPlane
 from devcluster.pytest_plugin import Kubectl, wait_for
 from soak.report import Recorder, Trial
@@ -102,3 +103,47 @@ def test_engine_killed_at_random_points_loses_and_duplicates_nothing(
     assert result.identical, result
     assert stuck(kubectl, namespace) == []
     assert operator.alive
+
+
+def test_engine_killed_mid_run_is_retried_by_its_job_and_the_run_completes(
+    kubectl: Kubectl,
+    namespace: str,
+    control_plane: ControlPlane,
+    dbs: Databases,
+    operator: OperatorProcess,
+    report: Recorder,
+) -> None:
+    """With `runTemplate.backoffLimit` above 0 a killed pod is not the run's end: the Job starts
+    a new pod, which resumes at the committed watermark, and the run succeeds with every row
+    exactly once."""
+    rows = ROWS_PER_KILL * 4
+    dbs.fill(rows, "exports")
+    kubectl.apply(flow_manifest(FLOW, row_delay=ROW_DELAY, backoff_limit=2), namespace)
+    run = trigger(kubectl, namespace, FLOW)
+    pod = running_pod(kubectl, namespace, run)["metadata"]["name"]
+    wait_for(
+        lambda: len(dbs.snapshot(FLOW, "exports")[1]) > 0,
+        timeout=120,
+        what=f"a checkpoint of {run}",
+    )
+    killed_at = time.monotonic()
+    kill_pod_process(control_plane.state_dir, namespace, pod)
+    status = wait_final(kubectl, namespace, run, timeout=300)["status"]
+    recovery = time.monotonic() - killed_at
+    assert status["phase"] == "Succeeded", status
+    pods = kubectl.get("pods", "-n", namespace, "-l", f"{names.LABEL_RUN}={run}")
+    assert len(pods["items"]) == 2, "the Job should have retried the killed pod once"
+    result = dbs.compare("exports")
+    assert (result.lost, result.duplicated, result.unexpected) == (0, 0, 0), result
+    assert result.identical, result
+    report.add(
+        Trial(
+            "engine pod killed, Job retries it",
+            rows_checked=rows,
+            lost=result.lost,
+            duplicated=result.duplicated,
+            stuck_runs=len(stuck(kubectl, namespace)),
+            recovery_seconds=recovery,
+            recovery_from="kill -> the run Succeeded (the Job's second pod resumed)",
+        )
+    )
