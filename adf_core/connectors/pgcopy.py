@@ -16,6 +16,7 @@ rollback finds it idle.
 from __future__ import annotations
 
 import select
+import struct
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -125,8 +126,12 @@ def _drain(wait: _Wait) -> None:
         pass
 
 
-def _row_codec() -> tuple[Callable[..., tuple[Any, ...]], Callable[..., bytearray]] | None:
-    """psycopg's per-row COPY text parser and formatter (its C versions when installed).
+Parse = Callable[..., tuple[Any, ...]]
+Format = Callable[..., bytearray]
+
+
+def _row_codec() -> tuple[Parse, Format, Format, Parse] | None:
+    """psycopg's per-row COPY parsers and formatters (its C versions when installed).
 
     They are internals of psycopg (``psycopg._copy_base``, what :meth:`psycopg.Copy.read_row`
     and :meth:`psycopg.Copy.write_row` call for each row). Called directly over a whole batch
@@ -135,31 +140,46 @@ def _row_codec() -> tuple[Callable[..., tuple[Any, ...]], Callable[..., bytearra
     to its in-process path.
     """
     try:
-        from psycopg._copy_base import format_row_text, parse_row_text
+        from psycopg._copy_base import (
+            format_row_binary,
+            format_row_text,
+            parse_row_binary,
+            parse_row_text,
+        )
     except ImportError:
         return None
-    return parse_row_text, format_row_text
+    return parse_row_text, format_row_text, format_row_binary, parse_row_binary
 
 
-class TextRows:
-    """Converts between COPY text and row tuples, without a connection once built.
+BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_BINARY_HEADER = BINARY_SIGNATURE + b"\x00\x00\x00\x00\x00\x00\x00\x00"  # flags, no extension
+_BINARY_TRAILER = b"\xff\xff"
+_INT2, _INT4 = struct.Struct("!h"), struct.Struct("!i")
+BinaryTypes = Callable[[Sequence[str], Sequence[Row]], "list[int] | None"]
 
-    Built from the source query's result columns (parsing, with the source connection's loaders)
-    and the sink connection (formatting, with its dumpers and encoding); both are kept in memory,
-    so a forked worker can use them without ever touching either connection.
+
+class CopyRows:
+    """Converts between COPY data and row tuples, without a connection once built.
+
+    Built from the source query's result columns (parsing COPY text, with the source
+    connection's loaders) and the sink connection (formatting, with its dumpers and encoding);
+    both are kept in memory, so a forked worker can use them without ever touching either
+    connection. Rows go out as binary COPY when ``binary`` finds the sink's column types for
+    every value (cheaper to format and for the server to read), else as COPY text.
     """
 
     def __init__(
         self,
-        parse: Callable[..., tuple[Any, ...]],
-        fmt: Callable[..., bytearray],
         loaders: abc.Transformer,
-        dumpers: abc.Transformer,
+        sink: psycopg.Connection[Any],
+        binary: BinaryTypes | None = None,
         unique: Callable[[Sequence[str], list[Row]], list[Row]] | None = None,
     ) -> None:
-        self._parse, self._format = parse, fmt
-        self._loaders, self._dumpers = loaders, dumpers
-        self._unique = unique
+        codec = _row_codec()
+        assert codec is not None
+        self._parse, self._format_text, self._format_binary, _ = codec
+        self._loaders, self._text, self._binary = loaders, Transformer(sink), Transformer(sink)
+        self._binary_types, self._unique = binary, unique
 
     @classmethod
     def build(
@@ -168,21 +188,21 @@ class TextRows:
         query: str,
         params: Any,
         sink: psycopg.Connection[Any],
+        binary: BinaryTypes | None = None,
         unique: Callable[[Sequence[str], list[Row]], list[Row]] | None = None,
-    ) -> TextRows | None:
+    ) -> CopyRows | None:
         """None when psycopg offers no row codec (see :func:`_row_codec`).
 
         ``unique`` drops rows that share the sink's key (for an upsert), before formatting.
         """
-        codec = _row_codec()
-        if codec is None:
+        if _row_codec() is None:
             return None
         loaders = Transformer(source)
         with source.cursor() as cur:
             cur.execute(f"SELECT * FROM ({query}) AS adf_probe LIMIT 0", params)
             assert cur.pgresult is not None
             loaders.set_pgresult(cur.pgresult)  # the column count and types of a row
-        return cls(codec[0], codec[1], loaders, Transformer(sink), unique)
+        return cls(loaders, sink, binary, unique)
 
     def parse(self, data: bytes) -> list[Row]:
         """The rows of a batch of COPY text (each line ends with a newline)."""
@@ -195,16 +215,60 @@ class TextRows:
             ) from None
 
     def format(self, batch: Batch) -> Batch | None:
-        """The batch as COPY text; None when a value has no text form here (e.g. a dict)."""
+        """The batch as COPY data; None when a value has no text form here (e.g. a dict)."""
         rows = batch.rows if self._unique is None else self._unique(batch.columns, batch.rows)
+        types = self._binary_types(batch.columns, rows) if self._binary_types and rows else None
+        data = self._binary_data(rows, types) if types is not None else None
+        if data is None:
+            data = self._text_data(rows)
+        if data is None:
+            return None
+        unique = self._unique is not None
+        # counted as the rows the step produced, duplicates included, as the row path counts them
+        return Batch(batch.columns, [], batch.source, batch.watermark, batch.key_columns,
+                     batch.schema, data, len(batch.rows), unique)  # fmt: skip
+
+    def _text_data(self, rows: Sequence[Row]) -> bytes | None:
         buffer = bytearray()
-        fmt, dumpers = self._format, self._dumpers
+        fmt, dumpers = self._format_text, self._text
         try:
             for row in rows:
                 fmt(row, dumpers, buffer)
         except (psycopg.Error, TypeError, ValueError):
             return None
-        data, unique = bytes(buffer), self._unique is not None
-        # counted as the rows the step produced, duplicates included, as the row path counts them
-        return Batch(batch.columns, [], batch.source, batch.watermark, batch.key_columns,
-                     batch.schema, data, len(batch.rows), unique)  # fmt: skip
+        return bytes(buffer)
+
+    def _binary_data(self, rows: Sequence[Row], types: list[int]) -> bytes | None:
+        buffer = bytearray(_BINARY_HEADER)
+        fmt, dumpers = self._format_binary, self._binary
+        try:
+            dumpers.set_dumper_types(types, pq.Format.BINARY)
+            for row in rows:
+                fmt(row, dumpers, buffer)
+        except (psycopg.Error, TypeError, ValueError, OverflowError):
+            return None  # e.g. an int too large for its column: text, which the server judges
+        buffer += _BINARY_TRAILER
+        return bytes(buffer)
+
+
+def binary_tuples(
+    data: bytes, sink: psycopg.Connection[Any], types: Sequence[int]
+) -> Iterator[tuple[bytes, Row]]:
+    """Each row of binary COPY data as binary COPY data of its own, with its values.
+
+    For writing a refused batch row by row (onError skip or deadLetter): not a fast path.
+    """
+    codec = _row_codec()
+    assert codec is not None
+    parse = codec[3]
+    loaders = Transformer(sink)
+    loaders.set_loader_types(list(types), pq.Format.BINARY)
+    position = len(_BINARY_HEADER)
+    while (fields := _INT2.unpack_from(data, position)[0]) != -1:
+        start = position
+        position += _INT2.size
+        for _ in range(fields):
+            length = _INT4.unpack_from(data, position)[0]
+            position += _INT4.size + max(length, 0)
+        row = data[start:position]
+        yield _BINARY_HEADER + row + _BINARY_TRAILER, parse(row, loaders)

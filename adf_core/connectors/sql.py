@@ -99,6 +99,9 @@ COPY_TEXT = "postgresql-copy-text"  # raw batch format: COPY text rows, then the
 SQLITE_NATIVE = "sqlite-native"  # raw batch format: rows of SQLite's stored values
 
 
+BinaryTypes = Callable[[Sequence[str], Sequence[Row]], "list[int] | None"]
+
+
 class NativeRows(list[Any]):
     """Rows as SQLite stores them (dates as text…): written back without any conversion."""
 
@@ -440,18 +443,18 @@ class SqlSource(Source[SqlSourceSpec]):
             or self._engine is None
         ):
             return None
-        dumpers = sink.copy_text_connection()
+        target = sink.copy_rows_target()
         stmt = self._select(request)
-        if dumpers is None or not self._reads_raw(request):
+        if target is None or not self._reads_raw(request):
             return None
-        from adf_core.connectors.pgcopy import TextRows
+        from adf_core.connectors.pgcopy import CopyRows
 
         keys = list(sink.spec.keys or []) if sink.mode == "upsert" else []
         unique = partial(_dedupe, keys=keys) if keys else None
         compiled = stmt.compile(dialect=self._engine.dialect)
         with self._conn.begin():
-            return TextRows.build(
-                _psycopg(self._conn), str(compiled), compiled.params, dumpers, unique
+            return CopyRows.build(
+                _psycopg(self._conn), str(compiled), compiled.params, *target, unique
             )
 
     def _with_watermarks(
@@ -720,6 +723,29 @@ _BINARY_SAFE: dict[int, tuple[type, ...]] = {
 }
 
 
+def binary_copy_types(
+    oids: dict[str, int], columns: Sequence[str], rows: Sequence[Row]
+) -> list[int] | None:
+    """The columns' type oids when every value suits binary COPY as it is, else None.
+
+    Checks every row (rows formatted in a worker cannot be redone as text if the server refuses
+    them); without rows, the oids alone.
+    """
+    types = [oids.get(c, 0) for c in columns]
+    if not all(oid in _BINARY_SAFE for oid in types):
+        return None
+    for oid, values in zip(types, zip(*rows, strict=True), strict=True) if rows else ():
+        kinds = set(map(type, values))
+        kinds.discard(type(None))
+        if not kinds.issubset(_BINARY_SAFE[oid]):
+            return None
+        if oid in (1114, 1184):  # timestamp wants naive datetimes, timestamptz aware ones
+            naive = oid == 1114
+            if any((v.tzinfo is None) != naive for v in values if v is not None):
+                return None
+    return types
+
+
 class PostgresWriter:
     """COPY straight into the table (append) or into a temporary staging table (upsert)."""
 
@@ -765,6 +791,10 @@ class PostgresWriter:
         q = conn.dialect.identifier_preparer.quote
         statement = f"COPY {target} ({', '.join(map(q, columns))}) FROM STDIN"
         if isinstance(rows, RawCopy):
+            from adf_core.connectors.pgcopy import BINARY_SIGNATURE
+
+            if rows.data.startswith(BINARY_SIGNATURE):
+                statement += " (FORMAT BINARY)"
             with _psycopg(conn).cursor() as cur, cur.copy(statement) as copy:
                 copy.write(rows.data)
             return
@@ -1038,17 +1068,22 @@ class SqlSink(Sink[SqlSinkSpec]):
             return frozenset({f"{COPY_TEXT}:{_psycopg(self._conn).info.encoding}"})
         return frozenset()
 
-    def copy_text_connection(self) -> psycopg.Connection[Any] | None:
-        """The connection whose dumpers format rows as COPY text for the table, if it takes them.
+    def copy_rows_target(self) -> tuple[psycopg.Connection[Any], BinaryTypes] | None:
+        """How rows formatted elsewhere reach the table as COPY data, if it takes them that way.
 
-        Only when the table exists (a raw batch cannot create it) and has no JSON column (a dict
-        or list needs psycopg's JSON wrapper, which the row path adds).
+        The connection whose dumpers format the values, and the binary COPY types of a batch's
+        columns. Only when the table exists (a raw batch cannot create it) and has no JSON
+        column (a dict or list needs psycopg's JSON wrapper, which the row path adds).
         """
-        if not isinstance(self._writer, PostgresWriter) or self._conn is None:
+        writer = self._writer
+        if not isinstance(writer, PostgresWriter) or self._conn is None:
             return None
-        if self._table is None or any(isinstance(c.type, JSON) for c in self._table.columns):
+        table = self._table
+        if table is None or any(isinstance(c.type, JSON) for c in table.columns):
             return None
-        return _psycopg(self._conn)
+        with self._conn.begin():
+            oids = dict(writer._column_oids(self._conn, table))
+        return _psycopg(self._conn), partial(binary_copy_types, oids)
 
     def open(self) -> None:
         self.url = parse_url(self.spec.url.resolve(), "spec.sink.sql.url")
@@ -1315,6 +1350,17 @@ class SqlSink(Sink[SqlSinkSpec]):
                 yield Batch(batch.columns, [row], batch.source, None, batch.key_columns), row
             return
         assert self._conn is not None
+        from adf_core.connectors.pgcopy import BINARY_SIGNATURE, binary_tuples
+
+        if batch.raw.startswith(BINARY_SIGNATURE):  # formatted by a worker (see CopyRows)
+            assert isinstance(self._writer, PostgresWriter) and self._table is not None
+            oids = self._writer._column_oids(self._conn, self._table)
+            types = [oids[c] for c in batch.columns]
+            for data, values in binary_tuples(batch.raw, _psycopg(self._conn), types):
+                single = Batch(batch.columns, [], batch.source, None, batch.key_columns)
+                single.raw, single.raw_count = data, 1
+                yield single, values
+            return
         encoding = _psycopg(self._conn).info.encoding
         for line in batch.raw.splitlines(keepends=True):
             fields = line[:-1].split(b"\t")

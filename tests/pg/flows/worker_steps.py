@@ -36,3 +36,10 @@ def twice(row: dict[str, Any]) -> list[dict[str, Any]]:
     stale = {**row, "name": "stale"}
     row["sku"] = row["sku"].upper()
     return [stale, row]
+
+
+def float_price(row: dict[str, Any]) -> dict[str, Any]:
+    """Upper-case the SKU; the price becomes a float (no binary COPY into numeric: COPY text)."""
+    row["sku"] = row["sku"].upper()
+    row["price"] = float(row["price"])
+    return row
