@@ -120,7 +120,8 @@ def _manifest(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def reconcile_flow(body: Body, at: datetime) -> Body:
-    """Validate the flow; returns its SPEC_FIELDS status."""
+    """Validate the flow; returns its SPEC_FIELDS status when it differs from the stored one
+    (else an empty dict: nothing to write, as after a restart)."""
     meta = body["metadata"]
     current = DataFlowStatus.model_validate(body.get("status") or {})
     result = flows.reconcile(body, current, at)
@@ -128,7 +129,7 @@ def reconcile_flow(body: Body, at: datetime) -> Body:
         post(body, event)
     own = dump(result.status, SPEC_FIELDS)
     METRICS.flow_conditions(meta["namespace"], meta["name"], own["conditions"])
-    return own
+    return own if own != dump(current, SPEC_FIELDS) else {}
 
 
 def trigger_pending(body: Mapping[str, Any]) -> bool:

@@ -25,7 +25,6 @@ SCHEDULED_TIME = f"{API_GROUP}/scheduled-time"
 MISSED_SLOTS = f"{API_GROUP}/missed-slots"
 # Set by a user (`adf trigger`) to run a flow now; the operator removes it once handled.
 RUN_NOW = f"{API_GROUP}/run-now"
-TRIGGER_ANNOTATIONS = (SCHEDULED_TIME, MISSED_SLOTS, RUN_NOW)
 
 CONTAINER = "adf"
 

@@ -1,9 +1,11 @@
-"""DataFlow handlers: validate the spec and set conditions; act on the heartbeat's slot and on
+"""DataFlow handlers: validate a new spec and set conditions; act on the heartbeat's slot and on
 run-now requests.
 
-The trigger annotations are left out of kopf's diff base (see startup.configure), so a marked slot
-is not a spec change: no kopf bookkeeping patch, only the trigger's own status patch. A failed
-trigger (an API error) is retried by the periodic sweep (handlers/sweep.py) while it is pending.
+All are event handlers, so kopf keeps no diff base or progress on DataFlows: a new spec is known
+the Kubernetes way, by `metadata.generation` running ahead of `status.observedGeneration`, and a
+marked slot or run-now request by its annotation (actions.trigger_pending). The heartbeat's patch
+therefore costs the operator one status patch and no bookkeeping patch. A failed trigger (an API
+error) is retried by the periodic sweep (handlers/sweep.py) while it is pending.
 """
 
 from __future__ import annotations
@@ -14,15 +16,23 @@ import kopf
 
 from adf_core.spec import API_GROUP, API_VERSION
 from adf_operator import actions, metrics, names
-from adf_operator.handlers.startup import BACKOFF, RETRIES, api_errors
+from adf_operator.handlers.startup import api_errors
 
 
-@kopf.on.resume(API_GROUP, API_VERSION, names.FLOW_PLURAL, retries=RETRIES, backoff=BACKOFF)
-@kopf.on.create(API_GROUP, API_VERSION, names.FLOW_PLURAL, retries=RETRIES, backoff=BACKOFF)
-@kopf.on.update(API_GROUP, API_VERSION, names.FLOW_PLURAL, retries=RETRIES, backoff=BACKOFF)
+def _to_reconcile(type: str | None, body: kopf.Body, **_: Any) -> bool:
+    """A spec not yet reconciled, or any flow listed when the operator (re)starts (type None)."""
+    if type == "DELETED":
+        return False
+    observed = (body.get("status") or {}).get("observedGeneration")
+    return type is None or observed != body["metadata"].get("generation")
+
+
+@kopf.on.event(API_GROUP, API_VERSION, names.FLOW_PLURAL, when=_to_reconcile)
 def dataflow_reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    """Level-based: the same function for create, update (spec or labels) and restart."""
-    patch.status.update(actions.reconcile_flow(dict(body), actions.now()))
+    """Level-based: the same function for a new flow, a changed spec and a restart."""
+    changed = actions.reconcile_flow(dict(body), actions.now())
+    if changed:
+        patch.status.update(changed)
 
 
 def _trigger_pending(type: str | None, body: kopf.Body, **_: Any) -> bool:

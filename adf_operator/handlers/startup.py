@@ -13,24 +13,16 @@ from kubernetes.client.exceptions import ApiException
 from adf_operator import kube, metrics, names
 from adf_operator.config import OperatorConfig
 
-PREFIX = "kopf.activedataflow.io"
-RETRIES = 5  # bounded: kopf would retry a failing handler forever (dask-kubernetes#810)
 BACKOFF = 10.0
 
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """kopf's bookkeeping in annotations (the strict status schemas would prune it), bounded
-    watches (kopf#698, #734: streams can go quiet), no peering (one replica, Recreate rollout)."""
+    """Bounded watches (kopf#698, #734: streams can go quiet), no peering (one replica, Recreate
+    rollout). No storage settings: every handler is an event handler or an activity, so kopf
+    keeps no progress or diff base on our objects (see handlers/dataflow.py)."""
     config = OperatorConfig.from_env()
     memo.config = config
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PREFIX,
-        key="last-handled-configuration",
-        # A slot marked by the heartbeat is not a spec change (handlers/dataflow.py).
-        ignored_fields=[("metadata", "annotations", key) for key in names.TRIGGER_ANNOTATIONS],
-    )
     settings.watching.server_timeout = config.watch_server_timeout
     settings.watching.client_timeout = config.watch_server_timeout + 30
     settings.watching.connect_timeout = 30
