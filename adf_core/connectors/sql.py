@@ -752,6 +752,7 @@ class PostgresWriter:
     def __init__(self) -> None:
         self._oids: dict[str, dict[str, int]] = {}
         self._text_only: set[str] = set()
+        self._staged: set[str] = set()  # staging tables created (and committed) in this session
 
     def _column_oids(self, conn: Connection, table: Table) -> dict[str, int]:
         _, name = _quoted(conn, table)
@@ -826,6 +827,29 @@ class PostgresWriter:
         self._copy(conn, table, name, columns, _jsonb(table, columns, rows))
         return len(rows)
 
+    def prepare_upsert(self, conn: Connection, table: Table) -> None:
+        """Create the session's staging table in a transaction of its own, once per run.
+
+        Outside any batch's transaction, so that a batch rolled back does not take the table
+        with it; ``ON COMMIT DELETE ROWS`` empties it at every batch's commit.
+        """
+        stage = self._stage_name(conn, table)
+        if stage not in self._staged:
+            with conn.begin():
+                self._create_stage(conn, table, stage)
+            self._staged.add(stage)
+
+    @staticmethod
+    def _stage_name(conn: Connection, table: Table) -> str:
+        return str(conn.dialect.identifier_preparer.quote(f"adf_stage_{table.name}"))
+
+    @staticmethod
+    def _create_stage(conn: Connection, table: Table, stage: str) -> None:
+        conn.exec_driver_sql(
+            f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {_quoted(conn, table)[1]} "
+            "INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+
     def upsert(
         self,
         conn: Connection,
@@ -836,12 +860,10 @@ class PostgresWriter:
         skip_unchanged: bool,
     ) -> int:
         q, name = _quoted(conn, table)
-        stage = q(f"adf_stage_{table.name}")
+        stage = self._stage_name(conn, table)
+        if stage not in self._staged:  # not prepared: created in the batch's own transaction
+            self._create_stage(conn, table, stage)
         cols = ", ".join(map(q, columns))
-        conn.exec_driver_sql(
-            f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {name} INCLUDING DEFAULTS) "
-            "ON COMMIT DELETE ROWS"
-        )
         key_list = ", ".join(map(q, keys))
         distinct = order = ""
         if not isinstance(rows, RawCopy):
@@ -1274,6 +1296,8 @@ class SqlSink(Sink[SqlSinkSpec]):
                     f"{', '.join(batch.columns)})"
                 )
             self._checked = batch.columns
+        if self.mode == "upsert" and isinstance(self._writer, PostgresWriter):
+            self._writer.prepare_upsert(self._conn, self._table)
         return self._table
 
     def read_state(self, flow_id: str) -> Watermark | None:

@@ -176,6 +176,24 @@ def test_rows_the_sink_refuses_under_each_policy(
         assert '"sku": "SKU-00000100"' in letters[0][0]
 
 
+@pytest.mark.parametrize("workers", ["2", "0"])
+def test_upsert_skips_rows_the_sink_refuses(filled: FlowDatabases, workers: str) -> None:
+    """A refused batch rolls back; the staging table, created once per run, outlives that."""
+    dbs = filled
+    with dbs.sink() as conn:
+        conn.execute(f"ALTER TABLE exports ADD CONSTRAINT not_one CHECK (id <> {FAIL_ID})")
+    sink = {"table": "exports", "mode": "upsert", "keys": ["id"]}
+    source = {**SOURCE, "batchSize": 40}  # the refused batch is written row by row: keep it short
+    path = dbs.write("upsert-refused", source=source, sink=sink, transform=[adf.EXPORT_STEP],
+                     onError="skip")  # fmt: skip
+
+    result, _ = run(dbs, path, workers)
+
+    assert result.returncode == 0, result.output
+    assert (result.summary["rowsFailed"], result.summary["rowsWritten"]) == (1, ROWS - 1)
+    assert dbs.sink_rows() == [r for r in adf.exported(dbs.source_rows()) if r[0] != FAIL_ID]
+
+
 def test_a_worker_that_dies_fails_the_run_cleanly(filled: FlowDatabases) -> None:
     dbs = filled
     path = dbs.write("dies", source=SOURCE, sink={"table": "exports"},
