@@ -885,6 +885,11 @@ class PostgresWriter:
         result = conn.exec_driver_sql(
             f"INSERT INTO {name} AS t ({cols}) {select} ON CONFLICT ({key_list}) {action}"
         )
+        if conn.in_nested_transaction():
+            # Rows written one by one behind savepoints (write_isolated): the staging table is
+            # emptied only at commit, so each row would otherwise upsert all the earlier ones
+            # again (quadratic: ~40 ms per row at 250 rows, measured).
+            conn.exec_driver_sql(f"DELETE FROM {stage}")
         return len(rows) - int(result.rowcount) if skip_unchanged else 0
 
 

@@ -183,8 +183,7 @@ def test_upsert_skips_rows_the_sink_refuses(filled: FlowDatabases, workers: str)
     with dbs.sink() as conn:
         conn.execute(f"ALTER TABLE exports ADD CONSTRAINT not_one CHECK (id <> {FAIL_ID})")
     sink = {"table": "exports", "mode": "upsert", "keys": ["id"]}
-    source = {**SOURCE, "batchSize": 40}  # the refused batch is written row by row: keep it short
-    path = dbs.write("upsert-refused", source=source, sink=sink, transform=[adf.EXPORT_STEP],
+    path = dbs.write("upsert-refused", source=SOURCE, sink=sink, transform=[adf.EXPORT_STEP],
                      onError="skip")  # fmt: skip
 
     result, _ = run(dbs, path, workers)
