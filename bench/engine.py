@@ -46,19 +46,37 @@ def flow(
     )
 
 
+def _kb(path: str, field: str) -> int | None:
+    """A memory field (in kB) of a /proc file, if the process still has one."""
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    return None  # a zombie has no memory left to report
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def peak_rss_bytes(pid: int) -> int | None:
-    """The kernel's high-water mark of the process's resident memory (VmHWM), if still alive.
+    """The engine's memory now: the larger of its own high-water mark (VmHWM) and the memory
+    of it and its worker processes together (their proportional set sizes: pages the forked
+    workers still share with it are counted once).
 
     Not wait4's ru_maxrss: that also counts the bench process image the child was forked from.
     """
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
+    own = _kb(f"/proc/{pid}/status", "VmHWM")
+    if own is None:
         return None
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return None  # a zombie has no memory left to report
+    tree = sum(_kb(f"/proc/{p}/smaps_rollup", "Pss") or 0 for p in [pid, *_children(pid)])
+    return max(own, tree) * 1024
 
 
 def run_engine(
