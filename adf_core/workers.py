@@ -20,6 +20,7 @@ import signal
 from collections.abc import Callable
 from contextlib import suppress
 from multiprocessing.connection import Connection, Pipe
+from pathlib import Path
 from typing import Any
 
 from adf_core.errors import AdfError
@@ -30,14 +31,48 @@ Work = Callable[[Batch], tuple[Batch, list[RowFailure]]]
 
 
 def worker_count() -> int:
-    """``$ADF_WORKERS`` if set (0 or 1: no workers), else one per CPU this process may use."""
+    """``$ADF_WORKERS`` if set (0 or 1: no workers), else one per CPU this process may use.
+
+    The CPUs it may use: its affinity, and in a container its CPU limit (a pod's
+    ``resources.limits.cpu`` is a cgroup quota, which the affinity does not show).
+    """
     configured = os.environ.get(WORKERS_ENV, "").strip()
     if configured:
         try:
             return max(0, int(configured))
         except ValueError:
             return 0
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    quota = cgroup_cpu_limit()
+    return min(cpus or 1, quota) if quota is not None else cpus or 1
+
+
+CGROUP_V2_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+
+
+def cgroup_cpu_limit() -> int | None:
+    """Whole CPUs of the cgroup's quota (rounded up), None without a limit (or a cgroup)."""
+    try:
+        quota, _, period = CGROUP_V2_CPU_MAX.read_text().partition(" ")
+    except OSError:
+        try:
+            quota, period = CGROUP_V1_QUOTA.read_text(), CGROUP_V1_PERIOD.read_text()
+        except OSError:
+            return None
+    return cpus_of_quota(quota, period)
+
+
+def cpus_of_quota(quota: str, period: str) -> int | None:
+    """``max 100000`` → None; ``150000 100000`` → 2; a malformed value → None."""
+    try:
+        microseconds, per = int(quota.strip()), int(period.strip())
+    except ValueError:
+        return None  # "max": no limit
+    if microseconds <= 0 or per <= 0:
+        return None  # v1's -1: no limit
+    return max(1, -(-microseconds // per))
 
 
 class WorkerFailure(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import closing
@@ -9,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from adf_core.messages import Batch
+from adf_core import workers
+from adf_core.errors import DataError
+from adf_core.messages import Batch, RowFailure
 from adf_core.runner import _WriteBehind, prefetch
 
 
@@ -65,3 +68,45 @@ def test_write_behind_keeps_order_and_drops_batches_after_a_failure() -> None:
             writer.close()
             writer.check()
     assert written == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("quota", "period", "cpus"),
+    [("max", "100000", None), ("-1", "100000", None), ("150000", "100000\n", 2),
+     ("50000", "100000", 1), ("200000", "100000", 2), ("junk", "100000", None)],
+)  # fmt: skip
+def test_a_cgroup_cpu_quota_in_whole_cpus(quota: str, period: str, cpus: int | None) -> None:
+    assert workers.cpus_of_quota(quota, period) == cpus
+
+
+def test_worker_count_follows_the_environment_then_the_cpus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(workers.WORKERS_ENV, "3")
+    assert workers.worker_count() == 3
+    monkeypatch.setenv(workers.WORKERS_ENV, "none")
+    assert workers.worker_count() == 0  # a value that is not a number turns them off
+    monkeypatch.delenv(workers.WORKERS_ENV)
+    monkeypatch.setattr(workers, "cgroup_cpu_limit", lambda: 1)  # a pod limited to one CPU
+    assert workers.worker_count() == 1
+    monkeypatch.setattr(workers, "cgroup_cpu_limit", lambda: None)
+    assert workers.worker_count() == len(os.sched_getaffinity(0))
+
+
+def double(batch: Batch) -> tuple[Batch, list[RowFailure]]:
+    if batch.rows and batch.rows[0][0] == "boom":
+        raise DataError("row n=boom: refused", row_key="n=boom")
+    return Batch(batch.columns, [(2 * r[0],) for r in batch.rows]), []
+
+
+def test_workers_return_results_in_order_and_raise_their_errors() -> None:
+    pool = workers.Workers(2, double)
+    try:
+        handed = [pool.submit(Batch(("n",), [(i,), (i + 1,)])) for i in range(4)]
+        results = [pool.result(index)[0].rows for index in handed]
+        assert results == [[(0,), (2,)], [(2,), (4,)], [(4,), (6,)], [(6,), (8,)]]
+        with pytest.raises(DataError, match="refused") as raised:
+            pool.result(pool.submit(Batch(("n",), [("boom",)])))
+        assert raised.value.row_key == "n=boom"
+    finally:
+        pool.close()
