@@ -193,6 +193,32 @@ def test_upsert_skips_rows_the_sink_refuses(filled: FlowDatabases, workers: str)
     assert dbs.sink_rows() == [r for r in adf.exported(dbs.source_rows()) if r[0] != FAIL_ID]
 
 
+TYPED = [{"name": "id", "type": "integer", "nullable": False}, {"name": "name", "type": "string"},
+         {"name": "sku", "type": "string"}, {"name": "price", "type": "number"},
+         {"name": "category", "type": "string"}, {"name": "active", "type": "boolean"},
+         {"name": "updated_at", "type": "datetime"}]  # fmt: skip
+
+
+def test_typed_rows_are_validated_in_the_workers(filled: FlowDatabases) -> None:
+    dbs = filled
+    path = dbs.write("typed", source=SOURCE, sink={"table": "exports"},
+                     schema={"columns": TYPED})  # fmt: skip
+
+    result, _ = run(dbs, path)
+
+    assert result.returncode == 0, result.output
+    assert dbs.sink_rows() == dbs.source_rows()
+
+    wrong = [c if c["name"] != "sku" else {"name": "sku", "type": "integer"} for c in TYPED]
+    mistyped = dbs.write("mistyped", source=SOURCE, sink={"table": "exports"},
+                         schema={"columns": wrong})  # fmt: skip
+    failed, _ = run(dbs, mistyped)
+
+    assert failed.returncode == 5, failed.output
+    error = failed.summary["error"]
+    assert "row id=1: field 'sku': expected integer, got str" in error, error
+
+
 def test_a_worker_that_dies_fails_the_run_cleanly(filled: FlowDatabases) -> None:
     dbs = filled
     path = dbs.write("dies", source=SOURCE, sink={"table": "exports"},
