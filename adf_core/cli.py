@@ -208,14 +208,16 @@ def _with_progress(flow: DataFlow, window: Any, state_key: str | None, base_dir:
         TextColumn("{task.completed:,} rows read"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=err, transient=True) as bar:
+    # Refreshed by each batch, not by a thread of its own: the engine may fork worker processes,
+    # which must not inherit a thread that could hold the terminal's lock at that moment.
+    with Progress(*columns, console=err, transient=True, auto_refresh=False) as bar:
         task = bar.add_task(flow.flow_id, total=flow.spec.max_rows_per_run or None)
+
+        def progress(rows: int) -> None:
+            bar.update(task, completed=rows, refresh=True)
+
         return execute(
-            flow,
-            window=window,
-            state_key=state_key,
-            base_dir=base_dir,
-            progress=lambda rows: bar.update(task, completed=rows),
+            flow, window=window, state_key=state_key, base_dir=base_dir, progress=progress
         )
 
 
