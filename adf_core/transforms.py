@@ -9,7 +9,7 @@ nothing is pushed down, because the schema describes the source's own columns.
 Python callables (``module:function``) receive one row as a dict and return a dict, a list of
 dicts, or None to drop the row. Between two PostgreSQL databases they run in worker processes
 (see :mod:`adf_core.workers`), each batch in one of them: a callable must not count on state
-that it keeps across rows of different batches (set ``ADF_WORKERS=0`` if it does).
+that it keeps across rows of different batches (set ``ADF_STEP_WORKERS=0`` if it does).
 
 Modules are imported from the step's ``path`` (relative to the manifest), from the directories
 in ``ADF_TRANSFORMS_PATH`` (``os.pathsep``-separated; the operator mounts ConfigMaps at

@@ -23,25 +23,26 @@ from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
 from typing import Any
 
-from adf_core.errors import AdfError
+from adf_core.errors import AdfError, SpecError
 from adf_core.messages import Batch, RowFailure
 
-WORKERS_ENV = "ADF_WORKERS"
+WORKERS_ENV = "ADF_STEP_WORKERS"
 Work = Callable[[Batch], tuple[Batch, list[RowFailure]]]
 
 
 def worker_count() -> int:
-    """``$ADF_WORKERS`` if set (0 or 1: no workers), else one per CPU this process may use.
+    """``$ADF_STEP_WORKERS`` if set (0 or 1: no workers), else one per CPU this process may use.
 
     The CPUs it may use: its affinity, and in a container its CPU limit (a pod's
     ``resources.limits.cpu`` is a cgroup quota, which the affinity does not show).
     """
     configured = os.environ.get(WORKERS_ENV, "").strip()
     if configured:
-        try:
-            return max(0, int(configured))
-        except ValueError:
-            return 0
+        if not configured.isdigit():
+            raise SpecError(
+                f"{WORKERS_ENV}: must be a whole number of processes, got {configured!r}"
+            )
+        return int(configured)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     quota = cgroup_cpu_limit()
     return min(cpus or 1, quota) if quota is not None else cpus or 1

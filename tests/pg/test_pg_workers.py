@@ -46,8 +46,8 @@ def filled(dbs: FlowDatabases) -> FlowDatabases:
 
 
 def run(dbs: FlowDatabases, path: Path, workers: str = "2") -> tuple[adf.AdfResult, int]:
-    """Run a flow with ADF_WORKERS set; returns its result and the run's process id."""
-    process = adf.start_flow(path, {**dbs.env, "ADF_WORKERS": workers})
+    """Run a flow with ADF_STEP_WORKERS set; returns its result and the run's process id."""
+    process = adf.start_flow(path, {**dbs.env, "ADF_STEP_WORKERS": workers})
     out, err = process.communicate(timeout=120)
     result = adf.AdfResult(process.returncode, out, err)
     if dbs.server.password:
@@ -237,7 +237,7 @@ def test_a_killed_run_leaves_no_worker_behind_and_resumes(filled: FlowDatabases)
         products.add_products(conn, ROWS + 1, 20 * ROWS)
     path = dbs.write("killed", source=SOURCE, sink={"table": "exports"},
                      transform=[step("tag_pid")])  # fmt: skip
-    process = adf.start_flow(path, {**dbs.env, "ADF_WORKERS": "2"})
+    process = adf.start_flow(path, {**dbs.env, "ADF_STEP_WORKERS": "2"})
     try:
         deadline = time.monotonic() + 60
         while dbs.watermark("killed") is None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from adf_core import workers
-from adf_core.errors import DataError
+from adf_core.errors import DataError, SpecError
 from adf_core.messages import Batch, RowFailure
 from adf_core.runner import _WriteBehind, prefetch
 
@@ -84,8 +84,11 @@ def test_worker_count_follows_the_environment_then_the_cpus(
 ) -> None:
     monkeypatch.setenv(workers.WORKERS_ENV, "3")
     assert workers.worker_count() == 3
+    monkeypatch.setenv(workers.WORKERS_ENV, "0")
+    assert workers.worker_count() == 0
     monkeypatch.setenv(workers.WORKERS_ENV, "none")
-    assert workers.worker_count() == 0  # a value that is not a number turns them off
+    with pytest.raises(SpecError, match="ADF_STEP_WORKERS: must be a whole number"):
+        workers.worker_count()
     monkeypatch.delenv(workers.WORKERS_ENV)
     monkeypatch.setattr(workers, "cgroup_cpu_limit", lambda: 1)  # a pod limited to one CPU
     assert workers.worker_count() == 1

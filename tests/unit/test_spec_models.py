@@ -60,7 +60,7 @@ def test_valid_manifest_loads_with_defaults() -> None:
     flow = load_dataflow(MANIFEST)
     assert flow.flow_id == "shop/product-sync"
     assert flow.spec.concurrency_policy == "Forbid"
-    assert flow.spec.source.sql is not None and flow.spec.source.sql.batch_size == 1000
+    assert flow.spec.source.sql is not None and flow.spec.source.sql.batch_size == 10_000
     assert flow.spec.run_template.backoff_limit == 2
 
 
