@@ -112,7 +112,9 @@ class Batch:
     connectors speak (PostgreSQL COPY text), with ``raw_count`` rows and an empty ``rows``;
     ``raw_unique`` says that no two of them share the sink's key (rows that the engine formatted
     after dropping such duplicates, last one wins, still counted in ``raw_count`` as the row path
-    counts them), so an upsert needs no de-duplication.
+    counts them), so an upsert needs no de-duplication. ``dropped`` counts the source rows a
+    Python step dropped (returned None) on the way to this batch: the run reports them as
+    skipped, so that read rows add up.
     """
 
     columns: tuple[str, ...]
@@ -124,6 +126,7 @@ class Batch:
     raw: bytes | None = None
     raw_count: int = 0
     raw_unique: bool = False
+    dropped: int = 0
 
     def __len__(self) -> int:
         return self.raw_count if self.raw is not None else len(self.rows)

@@ -298,7 +298,7 @@ def _loop(
                 result, refused = sink.write_isolated(out, checkpoint, dead)
                 failures += refused
             summary.rows_written += result.written
-            summary.rows_skipped += result.skipped
+            summary.rows_skipped += result.skipped + out.dropped
             summary.rows_failed += len(failures)
             if batch.watermark is not None:
                 position[0] = batch.watermark
@@ -407,4 +407,8 @@ def _work_raw(
     rows = Batch(batch.columns, codec.parse(batch.raw), batch.source, batch.watermark,
                  batch.key_columns)  # fmt: skip
     out, failures = _transform(rows, validator, steps)
-    return codec.format(out) or out, failures  # rows without a raw form go back as rows
+    formatted = codec.format(out)
+    if formatted is None:
+        return out, failures  # rows without a raw form go back as rows
+    formatted.dropped = out.dropped
+    return formatted, failures

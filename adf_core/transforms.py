@@ -235,11 +235,17 @@ def _python_step(step: PythonStep, field: str, base_dir: Path | None) -> RowStep
 def apply(
     steps_plan: Plan, batch: Batch, records: list[Record], origin: list[int]
 ) -> tuple[Batch, list[RowFailure]]:
-    """Run the Python steps; failures name the source row by key and carry its data."""
+    """Run the Python steps; failures name the source row by key and carry its data. The result
+    counts in ``dropped`` the source rows that left no row and no failure."""
     failures: list[RowFailure] = []
+    entering = set(origin)
+    failed: set[int] = set()
     for step in steps_plan.steps:
         for position, message in step(records, origin):
             data = dict(zip(batch.columns, batch.rows[position], strict=True))
             key = row_key(data, batch.key_columns, position)
             failures.append(RowFailure(data, key, f"row {key}: {message}"))
-    return Batch.from_dicts(records, like=batch), failures
+            failed.add(position)
+    out = Batch.from_dicts(records, like=batch)
+    out.dropped = len(entering - failed - set(origin))
+    return out, failures

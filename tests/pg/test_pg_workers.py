@@ -96,6 +96,22 @@ def test_upsert_keeps_the_last_of_rows_sharing_a_key(filled: FlowDatabases, work
     assert dbs.sink_rows() == adf.exported(dbs.source_rows())
 
 
+@pytest.mark.parametrize("workers", ["2", "0"])
+def test_rows_a_step_drops_are_counted_as_skipped(filled: FlowDatabases, workers: str) -> None:
+    dbs = filled
+    path = dbs.write("drops", source=SOURCE, sink={"table": "exports"},
+                     transform=[step("drop_odd")])  # fmt: skip
+
+    result, _ = run(dbs, path, workers)
+
+    assert result.returncode == 0, result.output
+    kept = [r for r in adf.exported(dbs.source_rows()) if r[0] % 2 == 0]
+    assert dbs.sink_rows() == kept
+    summary = result.summary
+    assert (summary["rowsRead"], summary["rowsWritten"]) == (ROWS, len(kept))
+    assert summary["rowsSkipped"] == ROWS - len(kept)
+
+
 def test_without_workers_the_run_transforms_in_process(filled: FlowDatabases) -> None:
     dbs = filled
     path = dbs.write("local", source=SOURCE, sink={"table": "exports"},

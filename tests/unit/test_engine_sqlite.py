@@ -291,6 +291,7 @@ def test_python_transform_can_drop_and_split_rows(
     )
     result = run_flow(manifest)
     assert (result.summary["rowsRead"], result.summary["rowsWritten"]) == (50, 50)
+    assert result.summary["rowsSkipped"] == 25  # the dropped odd rows
     assert sink_db.rows("SELECT id, part FROM exports ORDER BY id, part")[:2] == [
         (2, "a"),
         (2, "b"),

@@ -43,3 +43,11 @@ def float_price(row: dict[str, Any]) -> dict[str, Any]:
     row["sku"] = row["sku"].upper()
     row["price"] = float(row["price"])
     return row
+
+
+def drop_odd(row: dict[str, Any]) -> dict[str, Any] | None:
+    """Keep the rows with an even id (exported); drop the others."""
+    if row["id"] % 2:
+        return None
+    row["sku"] = row["sku"].upper()
+    return row
