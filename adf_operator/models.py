@@ -91,7 +91,10 @@ class DataFlowRunStatus(SpecModel):
     rows_read: int | None = Field(default=None, ge=0, description="Rows read from the source.")
     rows_written: int | None = Field(default=None, ge=0, description="Rows written to the sink.")
     rows_skipped: int | None = Field(
-        default=None, ge=0, description="Rows skipped (unchanged, or dropped by onError: skip)."
+        default=None,
+        ge=0,
+        description="Rows not written on purpose: unchanged (skipUnchanged) or dropped by a python "
+        "step.",
     )
     rows_failed: int | None = Field(
         default=None, ge=0, description="Rows that failed (skipped or dead-lettered)."
