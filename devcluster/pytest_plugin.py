@@ -126,6 +126,9 @@ def namespace(
     base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
     name = f"{base}-{secrets.token_hex(3)}"
     kubectl.run("create", "namespace", name)
+    # kube-controller-manager creates it too, but after an API server restart its watches back
+    # off for up to a minute; creating it here (AlreadyExists is fine) keeps this fixture fast.
+    kubectl.run("create", "serviceaccount", "default", "-n", name, check=False)
     wait_for(
         lambda: kubectl.run("get", "serviceaccount", "default", "-n", name, "-o", "name"),
         what=f"the default ServiceAccount in {name}",
