@@ -143,7 +143,7 @@ def trigger_pending(body: Mapping[str, Any]) -> bool:
     return flows.pending_slot(annotations, status) is not None
 
 
-def trigger_flow(body: Body | None, at: datetime) -> None:
+def trigger_flow(body: Body, at: datetime) -> None:
     """Run the flow's pending slot and its run-now request, and record them in its status.
 
     The status write is conditional on the flow's resourceVersion: after a conflict the flow is
@@ -151,16 +151,15 @@ def trigger_flow(body: Body | None, at: datetime) -> None:
     new run is recorded as the flow's last run at once, so the run's launch (Pending) changes
     nothing on the flow: one status patch per trigger.
     """
-    if body is None:
-        return
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    current: Body | None = body
     with _locks.hold("trigger", namespace, name):
         for _ in range(CONFLICT_RETRIES):
-            if body is None or not trigger_pending(body):
+            if current is None or not trigger_pending(current):
                 return
-            status, remove = _handle_trigger(body, at)
+            status, remove = _handle_trigger(current, at)
             patch = {
-                "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+                "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
                 "status": dump(status, TRIGGER_FIELDS | LAST_RUN_FIELDS),
             }
             try:
@@ -168,7 +167,7 @@ def trigger_flow(body: Body | None, at: datetime) -> None:
             except ApiException as exc:
                 if exc.status != kube.CONFLICT:
                     raise
-                body = kube.get_object(names.FLOW_PLURAL, namespace, name)
+                current = _get_flow(namespace, name)
                 continue
             if remove:
                 removal = {"metadata": {"annotations": dict.fromkeys(remove)}}
@@ -179,7 +178,9 @@ def trigger_flow(body: Body | None, at: datetime) -> None:
 
 def retry_trigger(namespace: str, name: str, at: datetime) -> None:
     """The sweep's retry of a trigger whose event handler failed: read the flow fresh."""
-    trigger_flow(kube.get_object(names.FLOW_PLURAL, namespace, name), at)
+    body = _get_flow(namespace, name)
+    if body is not None:
+        trigger_flow(body, at)
 
 
 def _handle_trigger(body: Body, at: datetime) -> tuple[DataFlowStatus, list[str]]:
@@ -267,7 +268,7 @@ def launch_run(body: Body, config: OperatorConfig, at: datetime) -> None:
         follow_run(namespace, name, at)
         return
     flow_name = body["spec"]["dataFlowRef"]["name"]
-    flow_body = FLOWS.get(namespace, flow_name, _get_flow)
+    flow_body = FLOWS.get(namespace, flow_name) or _get_flow(namespace, flow_name)
     if flow_body is None:
         message = f"DataFlow {flow_name} not found in namespace {namespace}"
         _write_run(namespace, name, lambda s: runs.fail(s, "FlowNotFound", message, at))
@@ -401,10 +402,8 @@ def settle_flow(run: Body, status: DataFlowRunStatus) -> Body | None:
     with _locks.hold("flow", namespace, flow_name):
         stale_cache = False
         for _ in range(CONFLICT_RETRIES):
-            if stale_cache:
-                flow_body = _get_flow(namespace, flow_name)
-            else:
-                flow_body = FLOWS.get(namespace, flow_name, _get_flow)
+            cached = None if stale_cache else FLOWS.get(namespace, flow_name)
+            flow_body = cached or _get_flow(namespace, flow_name)
             if flow_body is None:
                 return None
             old = DataFlowStatus.model_validate(flow_body.get("status") or {})

@@ -9,7 +9,7 @@ after a conflict.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 Body = dict[str, Any]
@@ -27,12 +27,9 @@ class FlowCache:
         else:
             self._flows[key] = dict(body)
 
-    def get(
-        self, namespace: str, name: str, fetch: Callable[[str, str], Body | None]
-    ) -> Body | None:
-        """The cached flow, else `fetch(namespace, name)` (before the watch delivered it)."""
-        cached = self._flows.get((namespace, name))
-        return cached if cached is not None else fetch(namespace, name)
+    def get(self, namespace: str, name: str) -> Body | None:
+        """The latest flow the watch delivered; None before it delivered one (read the API)."""
+        return self._flows.get((namespace, name))
 
     def __len__(self) -> int:
         return len(self._flows)

@@ -8,7 +8,6 @@ subprocess (crash tests). Every test gets its own ADF_TERMINATION_LOG, so nothin
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -26,7 +25,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from adf_core.cli import app  # noqa: E402
-from tests.support.postgres import PostgresServer, PostgresUnavailable, acquire  # noqa: E402
+from tests.support.postgres import PostgresServer, acquire_for_test  # noqa: E402
 from tests.unit.support import Result, SqliteDb, product  # noqa: E402
 
 
@@ -100,18 +99,9 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    """The session's PostgreSQL server (fsync off: the engine's crash safety is what we test).
-
-    Started by tests/support/postgres.py, or taken from ADF_TEST_POSTGRES_URL. Without PostgreSQL
-    the tests that need it are skipped on a developer machine but fail under CI=true: CI must
-    never pass by silently testing nothing.
-    """
-    try:
-        server = acquire(durable=False)
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"PostgreSQL is required in CI: {exc}")
-        pytest.skip(str(exc))
+    """The session's PostgreSQL server (fsync off: the engine's crash safety is what we test),
+    started by tests/support/postgres.py or taken from ADF_TEST_POSTGRES_URL."""
+    server = acquire_for_test()
     try:
         yield server
     finally:

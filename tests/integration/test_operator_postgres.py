@@ -18,24 +18,12 @@ ROOT = str(Path(__file__).resolve().parents[2])
 if ROOT not in sys.path:  # tests/ is not a package; tests.support lives at the repository root
     sys.path.insert(0, ROOT)
 
-from tests.support.postgres import PostgresServer, PostgresUnavailable, acquire  # noqa: E402
+from tests.support.postgres import PostgresServer  # noqa: E402
 from tests.support.products import add_products, create_products, fetch_rows  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 ROWS = 2000
 FLOW = "pg-sync"
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    try:
-        server = acquire(durable=False)
-    except PostgresUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ The short form runs in `make test`; ADF_SOAK=1 (what `python -m soak` sets) runs
 
 from __future__ import annotations
 
-import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,8 +32,7 @@ from tests.reliability.harness import Databases, OperatorProcess  # noqa: E402
 from tests.support.postgres import (  # noqa: E402
     EXTERNAL_URL_ENV,
     LocalPostgres,
-    PostgresUnavailable,
-    acquire,
+    acquire_for_test,
 )
 
 # Re-exported rather than listed in pytest_plugins, which pytest only honours in the rootdir's
@@ -61,12 +59,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[LocalPostgres]:
     """A PostgreSQL server for this suite alone: scenarios restart and stop it."""
-    try:
-        server = acquire(durable=False)
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"PostgreSQL is required in CI: {exc}")
-        pytest.skip(str(exc))
+    server = acquire_for_test()
     if not isinstance(server, LocalPostgres):
         server.stop()
         pytest.skip(f"the fault scenarios restart the server: a local one, not {EXTERNAL_URL_ENV}")

@@ -45,19 +45,14 @@ def test_a_trigger_is_pending_until_the_status_records_it(
     assert trigger_pending(_with(annotations, status)) is pending
 
 
-def test_the_cache_answers_from_the_watch_and_fetches_what_it_has_not_seen() -> None:
-    fetched: list[tuple[str, str]] = []
-
-    def fetch(namespace: str, name: str) -> dict[str, Any] | None:
-        fetched.append((namespace, name))
-        return None
-
+def test_the_cache_holds_the_latest_flow_until_it_is_deleted() -> None:
     cache = FlowCache()
     body = flow_body()
+    assert cache.get("shop", "product-sync") is None
     cache.seen(body)
-    assert cache.get("shop", "product-sync", fetch) == body
-    assert fetched == []
-    cache.seen(body, deleted=True)
-    assert cache.get("shop", "product-sync", fetch) is None
-    assert fetched == [("shop", "product-sync")]
+    newer = {**body, "metadata": {**body["metadata"], "resourceVersion": "2"}}
+    cache.seen(newer)
+    assert cache.get("shop", "product-sync") == newer
+    cache.seen(newer, deleted=True)
+    assert cache.get("shop", "product-sync") is None
     assert len(cache) == 0
