@@ -64,7 +64,8 @@ async def _sweep_forever(memo: kopf.Memo) -> None:
             try:
                 with api_errors(resource):
                     await asyncio.to_thread(call)
-            except kopf.TemporaryError as exc:  # counted by api_errors; retried next sweep
+            except Exception as exc:  # e.g. the API server unreachable: retried next sweep,
+                # and the sweep itself must outlive any one object's failure
                 log.warning("%s %s/%s: %s", resource, *key, exc)
 
     tick = min(memo.pending_triggers.interval, memo.active_runs.interval) / 2
