@@ -1,4 +1,4 @@
-"""The latest DataFlows the operator's watch delivered, by namespace and name.
+"""What the operator's watches delivered: the latest DataFlows, and the runs of each flow.
 
 kopf already watches every DataFlow; keeping the latest body of each spares a GET per launched
 run and per settled run (an informer cache, as controller-runtime keeps one, in small). A cached
@@ -9,7 +9,8 @@ after a conflict.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 Body = dict[str, Any]
@@ -36,3 +37,47 @@ class FlowCache:
 
 
 FLOWS = FlowCache()
+
+
+RunRef = tuple[str, bool]  # a run's name, and whether it is active
+FlowKey = tuple[str, str]  # namespace, flow name
+
+
+class RunCache:
+    """The runs of each flow, for the trigger's "is this slot's run there, is one active?",
+    without listing them from the API server per trigger.
+
+    The view is kopf's index of DataFlowRuns (handlers/dataflowrun.py), which kopf fills before
+    it runs any handler, plus the runs this operator created in the last `memory` seconds: the
+    index follows a watch and may not show yet a run created a moment ago, which a run-now
+    request right after a slot must see (concurrencyPolicy). Without an index (the CLI, a test
+    calling the actions directly) the caller lists from the API.
+    """
+
+    def __init__(self, memory: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.index: Mapping[FlowKey, Iterable[RunRef]] | None = None
+        self._memory = memory
+        self._clock = clock
+        self._created: dict[FlowKey, dict[str, float]] = {}
+
+    def created(self, namespace: str, flow: str, name: str) -> None:
+        self._created.setdefault((namespace, flow), {})[name] = self._clock()
+
+    def of_flow(self, namespace: str, flow: str) -> list[RunRef] | None:
+        """The flow's runs (None without an index): a run created here and not yet indexed is
+        active."""
+        if self.index is None:
+            return None
+        key = (namespace, flow)
+        indexed = dict(self.index.get(key, ()))  # one C-level copy: atomic under the GIL
+        recent = self._created.get(key, {})
+        cutoff = self._clock() - self._memory
+        for name, at in list(recent.items()):
+            if at < cutoff or name in indexed:
+                del recent[name]
+        if not recent:
+            self._created.pop(key, None)
+        return [*indexed.items(), *((name, True) for name in recent)]
+
+
+RUNS = RunCache()

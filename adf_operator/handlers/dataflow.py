@@ -10,13 +10,14 @@ error) is retried by the periodic sweep (handlers/sweep.py) while it is pending.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
 
 from adf_core.spec import API_GROUP, API_VERSION
 from adf_operator import actions, metrics, names
-from adf_operator.handlers.startup import api_errors
+from adf_operator.handlers.startup import api_errors, in_handler_pool
 
 
 def _to_reconcile(type: str | None, body: kopf.Body, **_: Any) -> bool:
@@ -40,9 +41,18 @@ def _trigger_pending(type: str | None, body: kopf.Body, **_: Any) -> bool:
 
 
 @kopf.on.event(API_GROUP, API_VERSION, names.FLOW_PLURAL, when=_trigger_pending)
-def dataflow_triggered(body: kopf.Body, **_: Any) -> None:
-    with api_errors(names.FLOW_PLURAL):
-        actions.trigger_flow(dict(body), actions.now())
+async def dataflow_triggered(
+    body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
+) -> None:
+    """A failed trigger is noted for the sweep's retry (kopf does not retry event handlers); one
+    that merely waits in the queue is not, so a backlog is never worked twice."""
+    try:
+        with api_errors(names.FLOW_PLURAL):
+            await in_handler_pool(memo, actions.trigger_flow, dict(body), actions.now())
+    except Exception:
+        loop = asyncio.get_running_loop()
+        memo.pending_triggers.note((str(namespace), name), True, loop.time())
+        raise
 
 
 def _deleted(type: str | None, **_: Any) -> bool:

@@ -14,7 +14,8 @@ import kopf
 
 from adf_core.spec import API_GROUP, API_VERSION
 from adf_operator import actions, names, runs
-from adf_operator.handlers.startup import api_errors
+from adf_operator.cache import RUNS, FlowKey, RunRef
+from adf_operator.handlers.startup import api_errors, in_handler_pool
 
 
 def _to_launch_or_resume(type: str | None, body: kopf.Body, **_: Any) -> bool:
@@ -25,9 +26,11 @@ def _to_launch_or_resume(type: str | None, body: kopf.Body, **_: Any) -> bool:
 
 
 @kopf.on.event(API_GROUP, API_VERSION, names.RUN_PLURAL, when=_to_launch_or_resume)
-def dataflowrun_launch(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    with api_errors(names.RUN_PLURAL):
-        actions.resume_run(dict(body), memo.config, actions.now())
+async def dataflowrun_launch(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Through the launch gate (handlers/startup.py): triggers go first in a burst."""
+    async with memo.launch_gate:
+        with api_errors(names.RUN_PLURAL):
+            await in_handler_pool(memo, actions.resume_run, dict(body), memo.config, actions.now())
 
 
 def _job_matters(type: str | None, body: kopf.Body, **_: Any) -> bool:
@@ -49,3 +52,21 @@ def job_event(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
 def pod_event(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
     with api_errors("pods"):
         actions.follow_run(str(namespace), labels[names.LABEL_RUN], actions.now())
+
+
+@kopf.index(API_GROUP, API_VERSION, names.RUN_PLURAL)
+async def runs_by_flow(
+    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
+) -> dict[FlowKey, RunRef]:
+    """Each flow's runs (name, active) for the trigger: kopf fills the index from its watch
+    before it runs any handler, so a trigger after a restart sees every run."""
+    flow = labels.get(names.LABEL_FLOW)
+    if flow is None:
+        return {}
+    return {(str(namespace), flow): (body["metadata"]["name"], runs.is_active(body))}
+
+
+@kopf.on.startup()
+async def attach_runs_index(**kwargs: Any) -> None:
+    """kopf hands every handler its indexes by name; the trigger reads this one via RUNS."""
+    RUNS.index = kwargs["runs_by_flow"]

@@ -1,9 +1,10 @@
 """The periodic sweep: retries DataFlow triggers whose handler failed and checks active runs.
 
 Event handlers are not retried by kopf, and a run whose Job or pod events were missed must still
-finish. Async tracking handlers note every DataFlow and DataFlowRun event in two Overdue sets
-(memo.pending_triggers, memo.active_runs) and every DataFlow in the flow cache, at no API cost;
-one task handles what is overdue.
+finish. Two Overdue sets say what to look at, at no API cost: memo.pending_triggers holds the
+DataFlows whose trigger handler failed (until an event shows the trigger handled), and
+memo.active_runs every active DataFlowRun (from an async tracking handler, which also keeps the
+flow cache). One task handles what is overdue.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ SWEEP_CONCURRENCY = 4
 async def track_flow(
     type: str | None, body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
 ) -> None:
+    """The flow cache; a trigger that is no longer pending leaves the retry set (its handler
+    notes a failed one, handlers/dataflow.py)."""
     FLOWS.seen(body, deleted=type == "DELETED")
-    pending = type != "DELETED" and actions.trigger_pending(body)
-    memo.pending_triggers.note((str(namespace), name), pending, asyncio.get_running_loop().time())
+    if type == "DELETED" or not actions.trigger_pending(body):
+        memo.pending_triggers.note((str(namespace), name), False, asyncio.get_running_loop().time())
 
 
 @kopf.on.event(API_GROUP, API_VERSION, names.RUN_PLURAL)
