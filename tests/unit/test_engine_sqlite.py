@@ -401,3 +401,26 @@ def test_without_a_tie_breaker_rows_at_batch_edges_are_never_skipped(
     assert ids(sink_db) == list(range(1, 34))
     assert last.summary["rowsRead"] == 3
     assert run_flow(manifest).summary["rowsRead"] == 0
+
+
+def test_runs_in_one_process_leave_one_heap_freeze_for_its_exit(
+    run_flow: Run, source_db: SqliteDb, sink_db: SqliteDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`adf run` skips the interpreter's final collection; many runs leave one exit hook."""
+    import gc
+    from types import SimpleNamespace
+
+    from adf_core import cli
+
+    hooks: list[Callable[[], object]] = []
+    fake = SimpleNamespace(
+        register=hooks.append,
+        unregister=lambda hook: hooks.__setitem__(slice(None), [h for h in hooks if h != hook]),
+    )
+    monkeypatch.setattr(cli, "atexit", fake)
+
+    first = run_flow(flow_manifest(source(source_db), sink(sink_db)))
+    second = run_flow(flow_manifest(source(source_db), sink(sink_db)))
+
+    assert (first.exit_code, second.exit_code) == (0, 0)
+    assert hooks == [gc.freeze]
