@@ -37,17 +37,20 @@ from adf_core.connectors import create_sink, create_source
 from adf_core.connectors.base import (
     Checkpoint,
     DeadLetters,
+    InTurn,
     RawCodec,
     ReadRequest,
     Sink,
     Source,
     Window,
+    WriteConflict,
+    WriteResult,
 )
 from adf_core.errors import AdfError, ConnectionFailure, DataError, ExitCode
 from adf_core.messages import Batch, RowFailure, TypedSchema
 from adf_core.spec import DataFlow, ValueSource
 from adf_core.summary import Summary
-from adf_core.workers import Workers, worker_count
+from adf_core.workers import Workers, whole_number_env, worker_count
 
 log = logging.getLogger("adf")
 T = TypeVar("T")
@@ -174,42 +177,146 @@ def prefetch(batches: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
 
 
 _Job = tuple[Batch, Batch, list[RowFailure], Checkpoint | None, DeadLetters | None]
+SINK_CONNECTIONS_ENV = "ADF_SINK_CONNECTIONS"
+CONFLICT_POLL_SECONDS = 0.05  # how often a batch waiting for its turn checks for a lock conflict
+
+
+class _Abandoned(Exception):
+    """An earlier batch failed: this one must not commit (its transaction rolls back)."""
+
+
+class _Turns:
+    """Batches commit in source order, whichever connection writes them.
+
+    So the committed watermark only ever moves forward over committed rows: a crash at any
+    moment leaves the batches up to some batch committed and none after it.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._committed = -1
+        self._failed: int | None = None  # the first batch (in order) that failed
+
+    def _abandoned(self, number: int) -> bool:
+        return self._failed is not None and number > self._failed
+
+    def wait(self, number: int, timeout: float | None = None) -> bool:
+        """Whether batch ``number - 1`` has committed (False after ``timeout``).
+
+        Raises :class:`_Abandoned` once a batch before this one has failed.
+        """
+        with self._cond:
+            ready = self._cond.wait_for(
+                lambda: self._abandoned(number) or self._committed >= number - 1, timeout
+            )
+            if self._abandoned(number):
+                raise _Abandoned
+            return ready
+
+    def committed(self, number: int) -> None:
+        with self._cond:
+            self._committed = number
+            self._cond.notify_all()
+
+    def fail(self, number: int) -> None:
+        with self._cond:
+            self._failed = number if self._failed is None else min(self._failed, number)
+            self._cond.notify_all()
 
 
 class _WriteBehind:
-    """Writes batches in order in a thread of its own while the next batch is transformed.
+    """Writes batches in threads of their own while the next batches are read and transformed.
 
-    The sink's waits (COPY, commit) then overlap the Python work of the next batch. At most one
-    batch waits to be written. After a failed write the later batches are dropped unwritten, and
-    the failure is raised by the next :meth:`submit` or by :meth:`check`.
+    The sink's waits (COPY, commit) then overlap the Python work of the next batch. With several
+    lanes (a sink connection each) batch n is written by lane n % lanes, so the database writes
+    consecutive batches at the same time; ``write`` gets the batch's number and lane and commits
+    in order through :attr:`turns`. At most one batch per lane waits to be written. After a
+    failed write the batches before it are still written and the later ones dropped (those being
+    written roll back); the failure is raised by the next :meth:`submit` or by :meth:`check`.
     """
 
-    def __init__(self, write: Callable[[_Job], None]) -> None:
+    def __init__(self, write: Callable[[_Job, int, int], None], lanes: int = 1) -> None:
         self._write = write
-        self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=1)
+        self._jobs: list[queue.Queue[tuple[int, _Job] | None]] = [
+            queue.Queue(maxsize=1) for _ in range(lanes)
+        ]
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="adf-sink", daemon=True)
-        self._thread.start()
+        self._failed_at: int | None = None
+        self._lock = threading.Lock()
+        self._submitted = 0
+        self.turns = _Turns()
+        self._threads = [
+            threading.Thread(target=self._run, args=(lane,), name=f"adf-sink-{lane}", daemon=True)
+            for lane in range(lanes)
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            if self._error is None:
-                try:
-                    self._write(job)
-                except BaseException as exc:  # handed to the run loop
-                    self._error = exc
+    def _run(self, lane: int) -> None:
+        while (item := self._jobs[lane].get()) is not None:
+            number, job = item
+            if self._failed_at is not None and number > self._failed_at:
+                continue
+            try:
+                self._write(job, number, lane)
+            except _Abandoned:
+                continue
+            except BaseException as exc:  # handed to the run loop: the earliest batch's error
+                with self._lock:
+                    if self._failed_at is None or number < self._failed_at:
+                        self._failed_at, self._error = number, exc
+                self.turns.fail(number)
 
     def submit(self, job: _Job) -> None:
         self.check()
-        self._jobs.put(job)
+        number = self._submitted
+        self._submitted += 1
+        self._jobs[number % len(self._jobs)].put((number, job))
 
     def check(self) -> None:
         if self._error is not None:
             raise self._error
 
     def close(self) -> None:
-        self._jobs.put(None)
-        self._thread.join()
+        for jobs in self._jobs:
+            jobs.put(None)
+        for thread in self._threads:
+            thread.join()
+
+
+def _in_turn(turns: _Turns, number: int, mine: Sink[Any], before: Sink[Any]) -> None:
+    """Inside batch ``number``'s transaction: wait until the batch before has committed.
+
+    The two may touch the same rows (an upsert's keys, a unique index): should that batch wait
+    on a lock this one holds, this one backs off (:class:`WriteConflict`, rolled back and
+    written again after it) instead of both waiting for ever.
+    """
+    while not turns.wait(number, CONFLICT_POLL_SECONDS):
+        if mine.blocks(before):
+            raise WriteConflict(f"batch {number} holds a lock that batch {number - 1} awaits")
+
+
+def _sink_connections() -> int:
+    """``$ADF_SINK_CONNECTIONS``: connections writing batches at the same time (default 2)."""
+    configured = whole_number_env(SINK_CONNECTIONS_ENV, "connections")
+    return 2 if configured is None else max(1, configured)
+
+
+def _write_batch(
+    sink: Sink[Any],
+    policy: str,
+    out: Batch,
+    checkpoint: Checkpoint | None,
+    dead: DeadLetters | None,
+    in_turn: InTurn | None,
+) -> tuple[WriteResult, list[RowFailure]]:
+    """One batch's transaction; rows the sink refuses are set aside unless onError is fail."""
+    try:
+        return sink.write(out, checkpoint, dead, in_turn), []
+    except DataError:
+        if policy == "fail":
+            raise
+        return sink.write_isolated(out, checkpoint, dead, in_turn)
 
 
 def _too_many(failures: list[RowFailure]) -> DataError:
@@ -286,17 +393,30 @@ def _loop(
         workers = _workers(source, sink, request, raw, validator, steps) if touched else None
         if workers is not None:
             request = replace(request, raw_format=raw)
-        position = [after]  # the last committed watermark, advanced by the writer thread
+        position = [after]  # the last committed watermark, advanced in batch order
+        spare = sink.spare() if _sink_connections() > 1 else None
+        lanes: list[Sink[Any]] = [sink] if spare is None else [sink, spare]
+        opened = [True, False]
 
-        def write(job: _Job) -> None:
+        def write(job: _Job, number: int, lane: int) -> None:
             batch, out, failures, checkpoint, dead = job
-            try:
-                result = sink.write(out, checkpoint, dead)
-            except DataError:
-                if policy == "fail":
-                    raise
-                result, refused = sink.write_isolated(out, checkpoint, dead)
-                failures += refused
+            target = lanes[lane]
+            if not opened[lane]:  # in the lane's thread, when its first batch comes
+                target.__enter__()
+                opened[lane] = True
+            in_turn = (
+                partial(_in_turn, writer.turns, number, target, lanes[(number - 1) % len(lanes)])
+                if len(lanes) > 1
+                else None
+            )
+            while True:
+                try:
+                    result, refused = _write_batch(target, policy, out, checkpoint, dead, in_turn)
+                    break
+                except WriteConflict as exc:
+                    log.debug("batch %d written again: %s", number, exc)
+                    writer.turns.wait(number)  # after the batch before has committed
+            failures += refused
             summary.rows_written += result.written
             summary.rows_skipped += result.skipped + out.dropped
             summary.rows_failed += len(failures)
@@ -305,8 +425,10 @@ def _loop(
                 summary.cursor_end = batch.watermark.cursor
             if progress is not None:
                 progress(summary.rows_read)
+            writer.turns.committed(number)
 
-        writer = _WriteBehind(write)  # threads start only now, after the workers were forked
+        # threads start only now, after the workers were forked
+        writer = _WriteBehind(write, len(lanes))
         failed = True
         try:
             with closing(prefetch(_offload(source.read(request), workers))) as batches:
@@ -338,6 +460,8 @@ def _loop(
                         workers.close(kill=failed)
         finally:
             writer.close()  # the batches handed over are written (or the first failure kept)
+            if spare is not None:
+                spare.close()
             writer.check()  # an earlier batch's write error wins over a later one's problem
         sink.finish(Checkpoint(flow_key, position[0]) if incremental else None)
 

@@ -36,16 +36,22 @@ def worker_count() -> int:
     The CPUs it may use: its affinity, and in a container its CPU limit (a pod's
     ``resources.limits.cpu`` is a cgroup quota, which the affinity does not show).
     """
-    configured = os.environ.get(WORKERS_ENV, "").strip()
-    if configured:
-        if not configured.isdigit():
-            raise SpecError(
-                f"{WORKERS_ENV}: must be a whole number of processes, got {configured!r}"
-            )
-        return int(configured)
+    configured = whole_number_env(WORKERS_ENV, "processes")
+    if configured is not None:
+        return configured
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     quota = cgroup_cpu_limit()
     return min(cpus or 1, quota) if quota is not None else cpus or 1
+
+
+def whole_number_env(name: str, what: str) -> int | None:
+    """The whole number in environment variable ``name``, None when unset or empty."""
+    configured = os.environ.get(name, "").strip()
+    if not configured:
+        return None
+    if not configured.isdigit():
+        raise SpecError(f"{name}: must be a whole number of {what}, got {configured!r}")
+    return int(configured)
 
 
 CGROUP_V2_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")

@@ -9,7 +9,7 @@ from the last committed batch and loses or duplicates nothing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -78,6 +78,17 @@ class DeadLetters:
     flow_id: str
     failures: list[RowFailure] = field(default_factory=list)
     time: datetime | None = None
+
+
+class WriteConflict(Exception):
+    """A batch written in parallel with the one before it waited on that batch's locks, or the
+    other way round (or the database chose it as a deadlock's victim).
+
+    Its transaction was rolled back; it is written again once the batch before has committed.
+    """
+
+
+InTurn = Callable[[], None]
 
 
 class RawCodec(Protocol):
@@ -170,12 +181,25 @@ class Sink(Connector[SpecT]):
 
     @abstractmethod
     def write(
-        self, batch: Batch, checkpoint: Checkpoint | None, dead_letters: DeadLetters | None = None
+        self,
+        batch: Batch,
+        checkpoint: Checkpoint | None,
+        dead_letters: DeadLetters | None = None,
+        in_turn: InTurn | None = None,
     ) -> WriteResult:
-        """Write the batch, its dead letters and the checkpoint atomically (one transaction)."""
+        """Write the batch, its dead letters and the checkpoint atomically (one transaction).
+
+        ``in_turn``, when given, is called inside that transaction after the rows and before the
+        checkpoint, and returns once the batch before has committed (see :meth:`spare`); it may
+        raise, and the transaction then rolls back.
+        """
 
     def write_isolated(
-        self, batch: Batch, checkpoint: Checkpoint | None, dead_letters: DeadLetters | None
+        self,
+        batch: Batch,
+        checkpoint: Checkpoint | None,
+        dead_letters: DeadLetters | None,
+        in_turn: InTurn | None = None,
     ) -> tuple[WriteResult, list[RowFailure]]:
         """Like :meth:`write`, but rows the sink refuses are set aside (onError skip/deadLetter).
 
@@ -183,6 +207,18 @@ class Sink(Connector[SpecT]):
         ``dead_letters``, written there in the same transaction.
         """
         raise NotImplementedError(f"{type(self).__name__} cannot isolate failing rows")
+
+    def spare(self) -> Sink[Any] | None:
+        """An unopened sink for the same table on a connection of its own, or None.
+
+        With one, consecutive batches are written at the same time (the database then works on
+        two of them on two cores) and still commit one after the other, in order.
+        """
+        return None
+
+    def blocks(self, other: Sink[Any]) -> bool:
+        """Whether this sink's open transaction holds a lock that ``other``'s statement awaits."""
+        return False
 
     def finish(self, checkpoint: Checkpoint | None) -> None:
         """End of a successful run (e.g. the atomic table swap of replace mode)."""

@@ -80,10 +80,12 @@ from adf_core.connectors.base import (
     Checkpoint,
     Constant,
     DeadLetters,
+    InTurn,
     RawCodec,
     ReadRequest,
     Sink,
     Source,
+    WriteConflict,
     WriteResult,
 )
 from adf_core.errors import AdfError, ConnectionFailure, DataError, SpecError
@@ -165,6 +167,12 @@ def _explicit_sqlite_transactions(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN")
+
+
+def _deadlock(exc: BaseException) -> bool:
+    """PostgreSQL's deadlock error (SQLSTATE 40P01): the transaction may simply be run again."""
+    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    return getattr(orig, "sqlstate", None) == "40P01"
 
 
 def _reason(exc: BaseException) -> str:
@@ -1314,7 +1322,11 @@ class SqlSink(Sink[SqlSinkSpec]):
         return Watermark.from_json(stored) if stored else None
 
     def write(
-        self, batch: Batch, checkpoint: Checkpoint | None, dead_letters: DeadLetters | None = None
+        self,
+        batch: Batch,
+        checkpoint: Checkpoint | None,
+        dead_letters: DeadLetters | None = None,
+        in_turn: InTurn | None = None,
     ) -> WriteResult:
         assert self._conn is not None and self._engine is not None
         table = self._ensure_table(batch) if len(batch) or self._table is not None else None
@@ -1325,16 +1337,17 @@ class SqlSink(Sink[SqlSinkSpec]):
                 result = self._write_rows(table, batch) if table is not None else WriteResult()
                 if dead_letters is not None and dead_letters.failures:
                     self._dead_letters(dead_letters)
-                if checkpoint is not None:
-                    self._save_state(checkpoint)
+                self._commit_point(checkpoint, in_turn)
             return result
         except _dbapi_errors(self._engine) as exc:
-            raise translate(
-                exc, self._engine, f"writing to table {self.spec.table!r} failed"
-            ) from None
+            raise self._write_error(exc) from None
 
     def write_isolated(
-        self, batch: Batch, checkpoint: Checkpoint | None, dead_letters: DeadLetters | None
+        self,
+        batch: Batch,
+        checkpoint: Checkpoint | None,
+        dead_letters: DeadLetters | None,
+        in_turn: InTurn | None = None,
     ) -> tuple[WriteResult, list[RowFailure]]:
         """Write row by row behind savepoints, so rows the database refuses are set aside."""
         assert self._conn is not None and self._engine is not None
@@ -1357,6 +1370,8 @@ class SqlSink(Sink[SqlSinkSpec]):
                         result.written += one.written
                         result.skipped += one.skipped
                     except errors as exc:
+                        if _deadlock(exc):  # not the row's fault: the whole batch again
+                            raise
                         data = dict(zip(batch.columns, row, strict=True))
                         key = row_key(data, batch.key_columns, index)
                         failures.append(RowFailure(data, key, f"row {key}: {_reason(exc)}"))
@@ -1364,13 +1379,42 @@ class SqlSink(Sink[SqlSinkSpec]):
                     dead_letters.failures.extend(failures)
                     if dead_letters.failures:
                         self._dead_letters(dead_letters)
-                if checkpoint is not None:
-                    self._save_state(checkpoint)
+                self._commit_point(checkpoint, in_turn)
         except errors as exc:
-            raise translate(
-                exc, self._engine, f"writing to table {self.spec.table!r} failed"
-            ) from None
+            raise self._write_error(exc) from None
         return result, failures
+
+    def _commit_point(self, checkpoint: Checkpoint | None, in_turn: InTurn | None) -> None:
+        """The end of a batch's transaction: wait for the batch before, then the watermark."""
+        if in_turn is not None:
+            in_turn()
+        if checkpoint is not None:
+            self._save_state(checkpoint)
+
+    def _write_error(self, exc: BaseException) -> Exception:
+        assert self._engine is not None
+        if _deadlock(exc):
+            return WriteConflict(f"writing to table {self.spec.table!r}: {_reason(exc)}")
+        return translate(exc, self._engine, f"writing to table {self.spec.table!r} failed")
+
+    def spare(self) -> SqlSink | None:
+        """A second connection for PostgreSQL appends and upserts into an existing table.
+
+        Not for replace (one staging table, swapped in at the end) nor SQLite (one writer at a
+        time), nor a table the first batch is still to create.
+        """
+        if self.mode == "replace" or self._table is None:
+            return None
+        return SqlSink(self.spec) if isinstance(self._writer, PostgresWriter) else None
+
+    def blocks(self, other: Sink[Any]) -> bool:
+        if not isinstance(other, SqlSink) or other._conn is None or self._conn is None:
+            return False
+        waiting = _psycopg(other._conn).info.backend_pid  # a property: no I/O on its connection
+        blocking = self._conn.exec_driver_sql(
+            "SELECT pg_backend_pid() = ANY(pg_blocking_pids(%(pid)s))", {"pid": waiting}
+        ).scalar()
+        return bool(blocking)
 
     def _singles(self, batch: Batch) -> Iterator[tuple[Batch, Row]]:
         """Each row of a batch as a batch of its own, with the row's values (text when raw)."""

@@ -53,7 +53,7 @@ def test_stopping_early_closes_the_source_and_joins_the_reader() -> None:
 def test_write_behind_keeps_order_and_drops_batches_after_a_failure() -> None:
     written: list[int] = []
 
-    def write(job: Any) -> None:
+    def write(job: Any, number: int, lane: int) -> None:
         n = job[0].rows[0][0]
         if n == 3:
             raise ValueError("sink refused batch 3")
