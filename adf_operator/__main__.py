@@ -6,6 +6,7 @@ Every flag sets the environment variable of the same setting (see `adf_operator.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Annotated
 
@@ -52,6 +53,11 @@ def main(
     import adf_operator.handlers  # noqa: F401  (registers the handlers)
 
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat[config.log_format.upper()])
+    if not verbose:
+        # kopf logs "Handler ... succeeded." for every handler on every watch event: thousands
+        # of lines a minute at scale, a tenth of the operator's CPU in a 1,000-flow ping. What
+        # the operator does is logged by its own loggers; kopf's warnings and errors still show.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(
         clusterwide=not config.namespaces,
         namespaces=config.namespaces,

@@ -22,6 +22,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -143,24 +144,40 @@ def trigger_pending(body: Mapping[str, Any]) -> bool:
     return flows.pending_slot(annotations, status) is not None
 
 
-def trigger_flow(body: Body, at: datetime) -> None:
-    """Run the flow's pending slot and its run-now request, and record them in its status.
+@dataclass(frozen=True)
+class Trigger:
+    """A trigger handled and not yet recorded: the flow's status and the annotations to remove,
+    decided from `body`."""
 
-    The status write is conditional on the flow's resourceVersion: after a conflict the flow is
-    read again and the trigger redone, which finds its run created and creates no second one. The
-    new run is recorded as the flow's last run at once, so the run's launch (Pending) changes
-    nothing on the flow: one status patch per trigger.
+    body: Body
+    status: DataFlowStatus
+    remove: list[str]
+
+
+def start_trigger(body: Body, at: datetime) -> Trigger | None:
+    """Create the runs of the flow's pending slot and run-now request, the part of a trigger that
+    a burst of them waits for; None when nothing is pending."""
+    meta = body["metadata"]
+    with _locks.hold("trigger", meta["namespace"], meta["name"]):
+        if not trigger_pending(body):
+            return None
+        status, remove = _handle_trigger(body, at)
+        return Trigger(body, status, remove)
+
+
+def record_trigger(trigger: Trigger, at: datetime) -> None:
+    """Write what `start_trigger` decided, with the new run as the flow's last run.
+
+    The status write is conditional on the resourceVersion the trigger was decided from: after a
+    conflict the flow is read again and the trigger redone, which finds its runs created and
+    creates no second one.
     """
-    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    current: Body | None = body
+    namespace, name = trigger.body["metadata"]["namespace"], trigger.body["metadata"]["name"]
     with _locks.hold("trigger", namespace, name):
         for _ in range(CONFLICT_RETRIES):
-            if current is None or not trigger_pending(current):
-                return
-            status, remove = _handle_trigger(current, at)
             patch = {
-                "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
-                "status": dump(status, TRIGGER_FIELDS | LAST_RUN_FIELDS),
+                "metadata": {"resourceVersion": trigger.body["metadata"]["resourceVersion"]},
+                "status": dump(trigger.status, TRIGGER_FIELDS | LAST_RUN_FIELDS),
             }
             try:
                 kube.patch_object(names.FLOW_PLURAL, namespace, name, patch, status=True)
@@ -168,12 +185,22 @@ def trigger_flow(body: Body, at: datetime) -> None:
                 if exc.status != kube.CONFLICT:
                     raise
                 current = _get_flow(namespace, name)
+                if current is None or not trigger_pending(current):
+                    return
+                trigger = Trigger(current, *_handle_trigger(current, at))
                 continue
-            if remove:
-                removal = {"metadata": {"annotations": dict.fromkeys(remove)}}
+            if trigger.remove:
+                removal = {"metadata": {"annotations": dict.fromkeys(trigger.remove)}}
                 kube.patch_object(names.FLOW_PLURAL, namespace, name, removal)
             return
         raise kopf.TemporaryError(f"flow {namespace}/{name} kept changing; retrying", delay=5)
+
+
+def trigger_flow(body: Body, at: datetime) -> None:
+    """Run the flow's pending slot and its run-now request, and record them in its status."""
+    trigger = start_trigger(body, at)
+    if trigger is not None:
+        record_trigger(trigger, at)
 
 
 def retry_trigger(namespace: str, name: str, at: datetime) -> None:

@@ -33,9 +33,8 @@ from kubernetes import client, config, watch
 from adf_core.spec import API_GROUP, API_VERSION
 from adf_operator import names
 from bench import scale
-from devcluster.controlplane import ControlPlane, free_port, stop_group, tools_bin_dir
+from devcluster.controlplane import ControlPlane, free_port, stop_group
 
-ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "bench-heartbeat"
 TOKEN = "bench-heartbeat-token"
 
@@ -154,20 +153,12 @@ def measure(flows: int, workdir: Path, log: Any) -> Result:
     with cluster:
         stop_group(cluster.pids.pop("podrunner"))  # runs are created, not executed (see above)
         kubeconfig = str(cluster.kubeconfig_path)
-
-        def kubectl(*args: str) -> None:
-            argv = [str(tools_bin_dir() / "kubectl"), f"--kubeconfig={kubeconfig}", *args]
-            subprocess.run(argv, check=True, capture_output=True)
-
-        for crd in sorted((ROOT / "manifests" / "crds").glob("*.yaml")):
-            kubectl("apply", "-f", str(crd))
-        kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-        kubectl("create", "namespace", NAMESPACE)
+        service_kubeconfig = scale.prepare_cluster(cluster, NAMESPACE)
         configuration = client.Configuration()
         config.load_kube_config(kubeconfig, client_configuration=configuration)
         configuration.connection_pool_maxsize = 16
         api = client.CustomObjectsApi(client.ApiClient(configuration))
-        env = {**os.environ, "KUBECONFIG": kubeconfig}
+        env = {**os.environ, "KUBECONFIG": str(service_kubeconfig)}
         token_file = workdir / "token"
         token_file.write_text(TOKEN)
         port = free_port()

@@ -14,7 +14,6 @@ figures measure the operator, not N engine processes competing for the CPU.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -31,9 +30,8 @@ from adf_core.spec import API_GROUP, API_VERSION
 from adf_operator import names
 from bench import scale
 from bench.heartbeat_bench import peak_rss_mb, process, wait
-from devcluster.controlplane import ControlPlane, stop_group, tools_bin_dir
+from devcluster.controlplane import ControlPlane, stop_group
 
-ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "bench-operator"
 
 TARGETS = {"runs_per_minute": 300.0, "operator_rss_mb": 200.0}
@@ -109,20 +107,13 @@ def measure(flows: int, workdir: Path, log: Callable[[str], None]) -> Result:
     with cluster:
         stop_group(cluster.pids.pop("podrunner"))  # Jobs are created, not executed
         kubeconfig = str(cluster.kubeconfig_path)
-        kubectl = [str(tools_bin_dir() / "kubectl"), f"--kubeconfig={kubeconfig}"]
-        for crd in sorted((ROOT / "manifests" / "crds").glob("*.yaml")):
-            subprocess.run([*kubectl, "apply", "-f", str(crd)], check=True, capture_output=True)
-        subprocess.run([*kubectl, "wait", "--for=condition=Established", "crd", "--all"],
-                       check=True, capture_output=True)  # fmt: skip
-        subprocess.run(
-            [*kubectl, "create", "namespace", NAMESPACE], check=True, capture_output=True
-        )
+        operator_kubeconfig = scale.prepare_cluster(cluster, NAMESPACE)
         configuration = client.Configuration()
         config.load_kube_config(kubeconfig, client_configuration=configuration)
         configuration.connection_pool_maxsize = 16
         api_client = client.ApiClient(configuration)
         custom, batch = client.CustomObjectsApi(api_client), client.BatchV1Api(api_client)
-        env = {**os.environ, "KUBECONFIG": kubeconfig}
+        env = {**os.environ, "KUBECONFIG": str(operator_kubeconfig)}
         operator = [sys.executable, "-m", "adf_operator", f"--namespace={NAMESPACE}",
                     "--log-format=full"]  # fmt: skip
         with (

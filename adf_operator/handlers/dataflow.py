@@ -44,11 +44,19 @@ def _trigger_pending(type: str | None, body: kopf.Body, **_: Any) -> bool:
 async def dataflow_triggered(
     body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
 ) -> None:
-    """A failed trigger is noted for the sweep's retry (kopf does not retry event handlers); one
-    that merely waits in the queue is not, so a backlog is never worked twice."""
+    """Create the runs at once; record them in the flow's status through the follow-up gate
+    (handlers/startup.py), so a burst of triggers creates every run first.
+
+    A failed trigger is noted for the sweep's retry (kopf does not retry event handlers); one
+    that merely waits in the queue is not, so a backlog is never worked twice.
+    """
+    at = actions.now()
     try:
         with api_errors(names.FLOW_PLURAL):
-            await in_handler_pool(memo, actions.trigger_flow, dict(body), actions.now())
+            trigger = await in_handler_pool(memo, actions.start_trigger, dict(body), at)
+            if trigger is not None:
+                async with memo.follow_up_gate:
+                    await in_handler_pool(memo, actions.record_trigger, trigger, at)
     except Exception:
         loop = asyncio.get_running_loop()
         memo.pending_triggers.note((str(namespace), name), True, loop.time())

@@ -27,8 +27,8 @@ def _to_launch_or_resume(type: str | None, body: kopf.Body, **_: Any) -> bool:
 
 @kopf.on.event(API_GROUP, API_VERSION, names.RUN_PLURAL, when=_to_launch_or_resume)
 async def dataflowrun_launch(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Through the launch gate (handlers/startup.py): triggers go first in a burst."""
-    async with memo.launch_gate:
+    """Through the follow-up gate (handlers/startup.py): triggers go first in a burst."""
+    async with memo.follow_up_gate:
         with api_errors(names.RUN_PLURAL):
             await in_handler_pool(memo, actions.resume_run, dict(body), memo.config, actions.now())
 

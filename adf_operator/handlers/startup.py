@@ -59,10 +59,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.peering.standalone = True
     settings.persistence.diffbase_storage = NoDiffBase()
     memo.executor = settings.execution.executor
-    # Creating Jobs waits behind creating runs: in a burst of triggers (a ping that finds 1,000
-    # flows due), the runs that record each slot come first, and launches never hold more than
-    # a quarter of the handler threads.
-    memo.launch_gate = asyncio.Semaphore(max(1, config.workers // 4))
+    # What follows a trigger (its record in the flow's status, the run's Job) waits behind
+    # triggers: in a burst (a ping that finds 1,000 flows due) every run is created first, and
+    # follow-ups never hold more than a quarter of the handler threads.
+    memo.follow_up_gate = asyncio.Semaphore(max(1, config.workers // 4))
     metrics.serve_from_env()
 
 
