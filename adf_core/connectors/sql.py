@@ -27,7 +27,7 @@ import logging
 import os
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from functools import partial
@@ -1077,7 +1077,9 @@ def dead_letter_table(name: str, metadata: MetaData) -> Table:
 class SqlSink(Sink[SqlSinkSpec]):
     """Writes batches by mode; owns the ``adf_state`` watermark rows of the sink database."""
 
-    def __init__(self, spec: SqlSinkSpec, *, writer: Writer | None = None) -> None:
+    def __init__(
+        self, spec: SqlSinkSpec, *, writer: Writer | None = None, sibling: SqlSink | None = None
+    ) -> None:
         super().__init__(spec)
         self._writer = writer
         self._engine: Engine | None = None
@@ -1088,6 +1090,7 @@ class SqlSink(Sink[SqlSinkSpec]):
         self._meta = MetaData()
         self._state = state_table(self._meta)
         self._dead: Table | None = None
+        self._sibling = sibling  # an open sink whose engine and checked table this one shares
 
     @property
     def mode(self) -> Literal["append", "upsert", "replace"]:
@@ -1121,6 +1124,9 @@ class SqlSink(Sink[SqlSinkSpec]):
         return _psycopg(self._conn), partial(binary_copy_types, oids)
 
     def open(self) -> None:
+        if self._sibling is not None:
+            self._open_beside(self._sibling)
+            return
         self.url = parse_url(self.spec.url.resolve(), "spec.sink.sql.url")
         self._engine, self._conn = connect(self.url, "sink")
         if self._writer is None:
@@ -1148,10 +1154,25 @@ class SqlSink(Sink[SqlSinkSpec]):
         except _dbapi_errors(self._engine) as exc:
             raise translate(exc, self._engine, "preparing the sink failed") from None
 
+    def _open_beside(self, sibling: SqlSink) -> None:
+        """A second connection of the sibling's engine; its checks and reflection hold here too."""
+        assert sibling._engine is not None
+        self.url, self._table, self._target = sibling.url, sibling._table, sibling._target
+        self._engine = sibling._engine
+        try:
+            self._conn = sibling._engine.connect()
+            self._writer = writer_for(sibling._engine)
+            with self._conn.begin():
+                self._conn.exec_driver_sql("SET synchronous_commit TO off")  # see finish()
+        except _dbapi_errors(sibling._engine) as exc:
+            raise ConnectionFailure(
+                f"cannot connect to the sink database {masked(self.url)}: {_reason(exc)}"
+            ) from None
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
-        if self._engine is not None:
+        if self._engine is not None and self._sibling is None:  # the sibling's is not ours
             self._engine.dispose()
 
     def _check_keys(self, table: Table) -> None:
@@ -1375,10 +1396,10 @@ class SqlSink(Sink[SqlSinkSpec]):
                         data = dict(zip(batch.columns, row, strict=True))
                         key = row_key(data, batch.key_columns, index)
                         failures.append(RowFailure(data, key, f"row {key}: {_reason(exc)}"))
-                if dead_letters is not None:
-                    dead_letters.failures.extend(failures)
-                    if dead_letters.failures:
-                        self._dead_letters(dead_letters)
+                if dead_letters is not None:  # a copy: the batch may be written again
+                    letters = replace(dead_letters, failures=dead_letters.failures + failures)
+                    if letters.failures:
+                        self._dead_letters(letters)
                 self._commit_point(checkpoint, in_turn)
         except errors as exc:
             raise self._write_error(exc) from None
@@ -1405,7 +1426,9 @@ class SqlSink(Sink[SqlSinkSpec]):
         """
         if self.mode == "replace" or self._table is None:
             return None
-        return SqlSink(self.spec) if isinstance(self._writer, PostgresWriter) else None
+        return (
+            SqlSink(self.spec, sibling=self) if isinstance(self._writer, PostgresWriter) else None
+        )
 
     def blocks(self, other: Sink[Any]) -> bool:
         if not isinstance(other, SqlSink) or other._conn is None or self._conn is None:
@@ -1465,7 +1488,9 @@ class SqlSink(Sink[SqlSinkSpec]):
         assert self._conn is not None
         if self._dead is None:
             self._dead = dead_letter_table(letters.table, MetaData())
-            create_once(self._conn, self._dead)
+        # Checked in every batch that has dead letters: a batch rolled back (and written again,
+        # see WriteConflict) takes the table it created with it.
+        create_once(self._conn, self._dead)
         when = letters.time or datetime.now().astimezone()
         self._conn.execute(
             insert(self._dead),

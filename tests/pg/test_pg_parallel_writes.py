@@ -6,13 +6,15 @@ what is new is that two batches may touch the same key at the same time.
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
 import pytest
 
-from adf_core.connectors.base import Checkpoint, WriteConflict
+from adf_core.connectors.base import Checkpoint, DeadLetters, WriteConflict
 from adf_core.connectors.sql import SqlSink
+from adf_core.errors import DataError
 from adf_core.messages import Batch, Watermark
 from adf_core.runner import SINK_CONNECTIONS_ENV, _in_turn, _Turns
 from adf_core.spec import SqlSinkSpec
@@ -90,42 +92,87 @@ def test_upserts_of_one_key_in_consecutive_batches_keep_the_later_row(
     assert kept == [(1001,)]
 
 
-def test_a_batch_holding_a_lock_the_batch_before_awaits_backs_off(dbs: FlowDatabases) -> None:
-    """Batch 1 inserts key 'k' first; batch 0 then waits on that row: batch 1 must roll back
-    (WriteConflict, written again later) instead of waiting for batch 0 for ever."""
-    with dbs.sink() as conn:
-        conn.execute("CREATE TABLE t (k text PRIMARY KEY, batch int NOT NULL)")
+def written_after_the_batch_before(
+    dbs: FlowDatabases, write: Any, first_batch: Batch, later_batch: Batch
+) -> dict[str, Any]:
+    """Batch 1 is written first and holds its transaction open until batch 0 has committed.
+
+    ``write(sink, batch, in_turn)`` writes one batch; batch 0 waits on a lock batch 1 holds, so
+    batch 1 must back off (WriteConflict, as the runner then writes it again). Returns what
+    batch 1's first attempt raised.
+    """
     spec = SqlSinkSpec.model_validate({"url": {"value": dbs.sink_url}, "table": "t"})
     turns = _Turns()
-
-    def batch(number: int) -> Batch:
-        return Batch(("k", "batch"), [("k", number)], "test", Watermark(number))
-
+    outcome: dict[str, Any] = {}
     with SqlSink(spec) as first, SqlSink(spec) as second:
         waiting = threading.Event()
-        outcome: dict[str, Any] = {}
 
         def in_turn() -> None:
             waiting.set()
             _in_turn(turns, 1, second, first)
 
-        def write_second() -> None:
+        def write_later() -> None:
             try:
-                second.write(batch(1), Checkpoint("f", Watermark(1)), None, in_turn)
+                write(second, later_batch, in_turn)
             except WriteConflict as exc:
-                outcome["second"] = exc
+                outcome["conflict"] = exc
 
-        later = threading.Thread(target=write_second)
+        later = threading.Thread(target=write_later)
         later.start()
-        assert waiting.wait(timeout=30)  # batch 1 holds 'k' inside its open transaction
-        first.write(batch(0), Checkpoint("f", Watermark(0)))  # blocks until batch 1 backs off
+        assert waiting.wait(timeout=30)  # batch 1's transaction holds its locks
+        write(first, first_batch, None)  # waits until batch 1 backs off
         turns.committed(0)
         later.join(timeout=30)
-
         assert not later.is_alive()
-        assert isinstance(outcome.get("second"), WriteConflict)
-        with dbs.sink() as conn:
-            assert conn.execute("SELECT k, batch FROM t").fetchall() == [("k", 0)]
+        write(second, later_batch, None)  # the runner's second attempt
+    return outcome
+
+
+def test_a_batch_holding_a_lock_the_batch_before_awaits_backs_off(dbs: FlowDatabases) -> None:
+    """Batch 1 inserts key 'k' first, then batch 0 waits on that row: batch 1 rolls back instead
+    of waiting for batch 0 for ever, and its second attempt meets batch 0's committed row."""
+    with dbs.sink() as conn:
+        conn.execute("CREATE TABLE t (k text PRIMARY KEY, batch int NOT NULL)")
+
+    def write(sink: SqlSink, batch: Batch, in_turn: Any) -> None:
+        try:
+            sink.write(batch, Checkpoint("f", batch.watermark), None, in_turn)
+        except DataError as exc:  # batch 1's second attempt: the key is taken by batch 0
+            assert "t_pkey" in str(exc)
+
+    def batch(number: int) -> Batch:
+        return Batch(("k", "batch"), [("k", number)], "test", Watermark(number))
+
+    outcome = written_after_the_batch_before(dbs, write, batch(0), batch(1))
+
+    assert isinstance(outcome.get("conflict"), WriteConflict)
+    with dbs.sink() as conn:
+        assert conn.execute("SELECT k, batch FROM t").fetchall() == [("k", 0)]
+
+
+def test_dead_letters_of_a_batch_written_twice_are_kept_once(dbs: FlowDatabases) -> None:
+    """Batch 1 creates the dead-letter table first (under a lock that batch 0 then awaits) and
+    backs off: its second attempt creates nothing twice and writes each dead letter once."""
+    with dbs.sink() as conn:
+        conn.execute("CREATE TABLE t (k int PRIMARY KEY, v int NOT NULL CHECK (v >= 0))")
+    letters = {n: DeadLetters("refused", "f", [], None) for n in (0, 1)}
+
+    def write(sink: SqlSink, batch: Batch, in_turn: Any) -> None:
+        number = batch.watermark.cursor if batch.watermark else 0
+        sink.write_isolated(batch, Checkpoint("f", batch.watermark), letters[number], in_turn)
+
+    def batch(number: int, rows: list[tuple[int, int]]) -> Batch:
+        return Batch(("k", "v"), rows, "test", Watermark(number), ("k",))
+
+    outcome = written_after_the_batch_before(
+        dbs, write, batch(0, [(1, -5)]), batch(1, [(2, -1), (3, 1)])
+    )
+
+    assert isinstance(outcome.get("conflict"), WriteConflict)
+    with dbs.sink() as conn:
+        assert conn.execute("SELECT k, v FROM t").fetchall() == [(3, 1)]
+        refused = conn.execute("SELECT row FROM refused ORDER BY id").fetchall()
+    assert [json.loads(r[0])["k"] for r in refused] == [1, 2]
 
 
 def test_a_sink_connection_count_that_is_not_a_number_exits_3(
