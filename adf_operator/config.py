@@ -5,7 +5,8 @@
 - ADF_DEFAULT_IMAGE: run image when runTemplate.image is unset (default active-data-flow:<version>).
 - ADF_LOG_FORMAT: plain, full (default) or json.
 - ADF_WATCH_SERVER_TIMEOUT: seconds the API server keeps a watch open (default 300).
-- ADF_WORKERS: threads running sync handlers (default 20).
+- ADF_WORKERS: threads running the handlers' API calls (default 20); a quarter of them at most
+  do what follows a trigger (its status record, the run's Job), so triggers go first in a burst.
 - ADF_FOLLOW_INTERVAL: seconds between checks of an active run (default 30).
 """
 
