@@ -24,18 +24,20 @@ import logging
 import os
 import sys
 from enum import StrEnum
-from importlib.metadata import entry_points
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
-from rich.console import Console
 
 from adf_core import __version__
 from adf_core.errors import AdfError, ExitCode, SpecError
 from adf_core.spec import DataFlow, load_dataflow
 from adf_core.summary import Summary, write_termination_log
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 WINDOW_FROM_ENV = "ADF_WINDOW_FROM"
 WINDOW_TO_ENV = "ADF_WINDOW_TO"
@@ -47,7 +49,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True, soft_wrap=True)  # log lines are never wrapped
+
+
+@cache
+def _stderr() -> Console:
+    """The console of error lines (never wrapped); rich is imported only when one is printed."""
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
 
 
 class Output(StrEnum):
@@ -130,6 +139,8 @@ def _guess_flow(file: str | None) -> str | None:
 
 
 def _print_text(summary: Summary) -> None:
+    from rich.console import Console
+
     out = Console(soft_wrap=True)
     status = "[green]succeeded[/]" if summary.exit_code == 0 else "[red]failed[/]"
     out.print(f"flow {summary.flow or '?'} {status} in {summary.duration_seconds:.2f}s")
@@ -144,7 +155,7 @@ def _print_text(summary: Summary) -> None:
 
 def _finish(summary: Summary, output: Output) -> None:
     if summary.error:
-        err.print(f"adf: error: {summary.error}", markup=False, highlight=False)
+        _stderr().print(f"adf: error: {summary.error}", markup=False, highlight=False)
     if output is Output.json:
         typer.echo(summary.to_json(max_bytes=1 << 20))
     else:
@@ -152,7 +163,7 @@ def _finish(summary: Summary, output: Output) -> None:
     try:
         write_termination_log(summary)
     except OSError as exc:
-        err.print(f"adf: cannot write the termination log: {exc.strerror}", markup=False)
+        _stderr().print(f"adf: cannot write the termination log: {exc.strerror}", markup=False)
     raise typer.Exit(summary.exit_code)
 
 
@@ -225,7 +236,7 @@ def _with_progress(flow: DataFlow, window: Any, state_key: str | None, base_dir:
     )
     # Refreshed by each batch, not by a thread of its own: the engine may fork worker processes,
     # which must not inherit a thread that could hold the terminal's lock at that moment.
-    with Progress(*columns, console=err, transient=True, auto_refresh=False) as bar:
+    with Progress(*columns, console=_stderr(), transient=True, auto_refresh=False) as bar:
         task = bar.add_task(flow.flow_id, total=flow.spec.max_rows_per_run or None)
 
         def progress(rows: int) -> None:
@@ -244,7 +255,7 @@ def validate(
     try:
         load_manifest(file, None)
     except AdfError as exc:
-        err.print(f"adf: invalid: {exc}", markup=False, highlight=False)
+        _stderr().print(f"adf: invalid: {exc}", markup=False, highlight=False)
         raise typer.Exit(int(exc.exit_code)) from None
     typer.echo("valid")
 
@@ -255,7 +266,9 @@ def _register_plugins() -> None:
     A plugin that fails to load or to build its commands is left out with a warning on stderr:
     ``adf run`` in a run pod must never depend on the operator's or heartbeat's code.
     """
-    for entry in entry_points(group="adf.commands"):
+    from importlib import metadata  # only here: `adf run` loads no plugins (see below)
+
+    for entry in metadata.entry_points(group="adf.commands"):
         commands, groups = list(app.registered_commands), list(app.registered_groups)
         try:
             entry.load()(app)
@@ -264,9 +277,19 @@ def _register_plugins() -> None:
             app.registered_commands[:], app.registered_groups[:] = commands, groups
         except Exception as exc:  # any other error in a plugin: keep the engine's own commands
             app.registered_commands[:], app.registered_groups[:] = commands, groups
-            err.print(f"adf: subcommands {entry.name!r} unavailable: {exc}", markup=False)
+            _stderr().print(f"adf: subcommands {entry.name!r} unavailable: {exc}", markup=False)
 
 
-_register_plugins()
+def _runs_a_flow() -> bool:
+    """Whether this process is ``adf run …``, the command of every run pod.
+
+    It needs none of the plugins' commands, and loading them (the entry points' metadata, the
+    operator's modules, rich) costs ~50 ms of every run's start-up, measured.
+    """
+    return Path(sys.argv[0]).name == "adf" and sys.argv[1:2] == ["run"]
+
+
+if not _runs_a_flow():
+    _register_plugins()
 
 __all__ = ["ExitCode", "app", "load_manifest"]

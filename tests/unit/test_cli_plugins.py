@@ -21,7 +21,7 @@ def test_a_broken_plugin_is_left_out_with_a_warning(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     plugin = EntryPoint("broken", f"{__name__}:broken_register", "adf.commands")
-    monkeypatch.setattr(cli, "entry_points", lambda group: [plugin])
+    monkeypatch.setattr("importlib.metadata.entry_points", lambda group: [plugin])
     before = list(cli.app.registered_commands)
 
     cli._register_plugins()
@@ -35,3 +35,16 @@ def test_a_broken_plugin_is_left_out_with_a_warning(
 def test_installed_plugins_add_their_commands() -> None:
     names = {c.name for c in typer.main.get_group(cli.app).commands.values()}
     assert {"run", "validate"} <= names
+
+
+@pytest.mark.parametrize(
+    ("argv", "runs"),
+    [(["/usr/local/bin/adf", "run", "-f", "f.yaml"], True), (["adf", "run"], True),
+     (["adf", "crds"], False), (["adf", "--help"], False), (["pytest", "run"], False)],
+)  # fmt: skip
+def test_only_adf_run_skips_the_plugins(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], runs: bool
+) -> None:
+    """`adf run` (a run pod) loads no plugin commands; every other command line does."""
+    monkeypatch.setattr("sys.argv", argv)
+    assert cli._runs_a_flow() is runs
