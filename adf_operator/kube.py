@@ -14,10 +14,6 @@ from functools import cache
 from typing import Any
 
 from kubernetes import client, config
-
-# Imported now: the client loads its API modules on first use, and under a burst every handler
-# thread waited on that import (about a second at the start of a 1,000-flow ping).
-from kubernetes.client import BatchV1Api, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
 from adf_core.spec import API_GROUP, API_VERSION
@@ -74,7 +70,7 @@ def _missing_is_none(call: Any, *args: Any, **kwargs: Any) -> Body | None:
 
 
 def _custom() -> client.CustomObjectsApi:
-    return CustomObjectsApi(api())
+    return client.CustomObjectsApi(api())
 
 
 def get_object(plural: str, namespace: str, name: str) -> Body | None:
@@ -146,12 +142,12 @@ def delete_object(plural: str, namespace: str, name: str) -> None:
 
 
 def get_job(namespace: str, name: str) -> Body | None:
-    return _missing_is_none(BatchV1Api(api()).read_namespaced_job, name, namespace)
+    return _missing_is_none(client.BatchV1Api(api()).read_namespaced_job, name, namespace)
 
 
 def create_job(body: Body) -> bool:
     """Create a Job; False when it exists already."""
-    batch: Any = BatchV1Api(api())
+    batch: Any = client.BatchV1Api(api())
     try:  # read as JSON: a V1Job model would cost milliseconds of CPU per run
         _json(
             batch.create_namespaced_job(body["metadata"]["namespace"], body, _preload_content=False)
@@ -166,7 +162,9 @@ def create_job(body: Body) -> bool:
 def delete_job(namespace: str, name: str) -> None:
     """Delete a Job and its pods (running ones are terminated); gone is fine."""
     try:
-        BatchV1Api(api()).delete_namespaced_job(name, namespace, propagation_policy="Background")
+        client.BatchV1Api(api()).delete_namespaced_job(
+            name, namespace, propagation_policy="Background"
+        )
     except ApiException as exc:
         if exc.status != NOT_FOUND:
             raise
@@ -175,7 +173,7 @@ def delete_job(namespace: str, name: str) -> None:
 def list_run_pods(namespace: str, run: str) -> list[Body]:
     """The pods of a run's Job."""
     listing = _json(
-        CoreV1Api(api()).list_namespaced_pod(
+        client.CoreV1Api(api()).list_namespaced_pod(
             namespace, label_selector=f"{names.LABEL_RUN}={run}", _preload_content=False
         )
     )
