@@ -9,7 +9,7 @@ HELM = $(shell $(PY) -c 'from devcluster.controlplane import binary_paths; print
 
 .DEFAULT_GOAL := help
 .PHONY: help install test unit lint crds check-crds manifests check-manifests chart-lint demo demo-local \
-	bench soak e2e e2e-kind cluster-up cluster-down cluster-env cluster-build
+	bench bench-engine bench-operator bench-heartbeat soak e2e e2e-kind cluster-up cluster-down cluster-env cluster-build
 
 help: ## Show this help
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -59,8 +59,16 @@ demo: $(STAMP) cluster-build ## The whole stack on the local control plane with 
 demo-local: $(STAMP) ## The engine alone: the example flow on SQLite through `adf run`, no cluster
 	$(PY) -m adf_core.demo
 
-bench: $(STAMP) ## Throughput and memory against the baselines (needs PostgreSQL)
+bench: bench-engine bench-operator bench-heartbeat ## All benchmarks: engine, operator, heartbeat
+
+bench-engine: $(STAMP) ## Engine throughput and memory against the baselines (needs PostgreSQL)
 	$(PY) -m bench
+
+bench-operator: $(STAMP) cluster-build ## 200 flows triggered at once on a private control plane
+	$(PY) -m bench.operator_bench --flows 200
+
+bench-heartbeat: $(STAMP) cluster-build ## One ping with 1,000 flows due on a private control plane
+	$(PY) -m bench.heartbeat_bench --flows 1000
 
 soak: $(STAMP) cluster-build ## Reliability scenarios in their long form; writes soak/RESULTS.md
 	$(PY) -m soak
