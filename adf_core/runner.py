@@ -394,7 +394,7 @@ def _loop(
         if workers is not None:
             request = replace(request, raw_format=raw)
         position = [after]  # the last committed watermark, advanced in batch order
-        spare = sink.spare() if _sink_connections() > 1 else None
+        spare = sink.spare(steps_bound=touched) if _sink_connections() > 1 else None
         lanes: list[Sink[Any]] = [sink] if spare is None else [sink, spare]
         opened = [True, False]
 

@@ -208,11 +208,13 @@ class Sink(Connector[SpecT]):
         """
         raise NotImplementedError(f"{type(self).__name__} cannot isolate failing rows")
 
-    def spare(self) -> Sink[Any] | None:
+    def spare(self, *, steps_bound: bool = False) -> Sink[Any] | None:
         """An unopened sink for the same table on a connection of its own, or None.
 
         With one, consecutive batches are written at the same time (the database then works on
         two of them on two cores) and still commit one after the other, in order.
+        ``steps_bound``: the run's Python steps, not the sink, set its pace (a second connection
+        then only pays where the database's work per batch is heavy).
         """
         return None
 

@@ -189,3 +189,26 @@ def test_a_sink_connection_count_that_is_not_a_number_exits_3(
 
     assert result.returncode == INVALID, result.output
     assert SINK_CONNECTIONS_ENV in result.summary["error"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "steps_bound", "second"),
+    [("append", False, True), ("append", True, False), ("upsert", True, True),
+     ("replace", False, False)],
+)  # fmt: skip
+def test_a_second_connection_where_the_sink_sets_the_pace(
+    dbs: FlowDatabases, mode: str, steps_bound: bool, second: bool
+) -> None:
+    """An append whose Python steps set the pace keeps one connection; an upsert takes two."""
+    with dbs.sink() as conn:
+        products.create_products(conn, 0, table="exports")
+    keys = {"keys": ["id"]} if mode == "upsert" else {}
+    spec = SqlSinkSpec.model_validate(
+        {"url": {"value": dbs.sink_url}, "table": "exports", "mode": mode, **keys}
+    )
+    with SqlSink(spec) as sink:
+        spare = sink.spare(steps_bound=steps_bound)
+        assert (spare is not None) == second
+        if spare is not None:
+            with spare:
+                spare.write(Batch(products.COLUMNS, [], "test"), None)
