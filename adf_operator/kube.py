@@ -14,6 +14,11 @@ from functools import cache
 from typing import Any
 
 from kubernetes import client, config
+
+# The two API classes of the hot path are imported now: the client imports them on first use,
+# which holds the interpreter for about a second in the middle of a burst. CoreV1Api (pods) stays
+# lazy: it is the largest, and the operator needs it only to follow running pods.
+from kubernetes.client import BatchV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
 from adf_core.spec import API_GROUP, API_VERSION
@@ -70,7 +75,7 @@ def _missing_is_none(call: Any, *args: Any, **kwargs: Any) -> Body | None:
 
 
 def _custom() -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(api())
+    return CustomObjectsApi(api())
 
 
 def get_object(plural: str, namespace: str, name: str) -> Body | None:
@@ -142,12 +147,12 @@ def delete_object(plural: str, namespace: str, name: str) -> None:
 
 
 def get_job(namespace: str, name: str) -> Body | None:
-    return _missing_is_none(client.BatchV1Api(api()).read_namespaced_job, name, namespace)
+    return _missing_is_none(BatchV1Api(api()).read_namespaced_job, name, namespace)
 
 
 def create_job(body: Body) -> bool:
     """Create a Job; False when it exists already."""
-    batch: Any = client.BatchV1Api(api())
+    batch: Any = BatchV1Api(api())
     try:  # read as JSON: a V1Job model would cost milliseconds of CPU per run
         _json(
             batch.create_namespaced_job(body["metadata"]["namespace"], body, _preload_content=False)
@@ -162,9 +167,7 @@ def create_job(body: Body) -> bool:
 def delete_job(namespace: str, name: str) -> None:
     """Delete a Job and its pods (running ones are terminated); gone is fine."""
     try:
-        client.BatchV1Api(api()).delete_namespaced_job(
-            name, namespace, propagation_policy="Background"
-        )
+        BatchV1Api(api()).delete_namespaced_job(name, namespace, propagation_policy="Background")
     except ApiException as exc:
         if exc.status != NOT_FOUND:
             raise
