@@ -297,9 +297,13 @@ def _in_turn(turns: _Turns, number: int, mine: Sink[Any], before: Sink[Any]) -> 
 
 
 def _sink_connections() -> int:
-    """``$ADF_SINK_CONNECTIONS``: connections writing batches at the same time (default 2)."""
+    """``$ADF_SINK_CONNECTIONS``: 1 writes every batch on one connection; 2 (the default) on two.
+
+    Never more than two: :func:`_in_turn` only checks the batch right before for a lock
+    conflict, which covers every pair of batches in flight only when there are two.
+    """
     configured = whole_number_env(SINK_CONNECTIONS_ENV, "connections")
-    return 2 if configured is None else max(1, configured)
+    return 2 if configured is None else min(2, max(1, configured))
 
 
 def _write_batch(

@@ -13,7 +13,7 @@ import pytest
 from adf_core import workers
 from adf_core.errors import DataError, SpecError
 from adf_core.messages import Batch, RowFailure
-from adf_core.runner import _WriteBehind, prefetch
+from adf_core.runner import SINK_CONNECTIONS_ENV, _sink_connections, _WriteBehind, prefetch
 
 
 def batches(
@@ -113,3 +113,14 @@ def test_workers_return_results_in_order_and_raise_their_errors() -> None:
         assert raised.value.row_key == "n=boom"
     finally:
         pool.close()
+
+
+@pytest.mark.parametrize(("value", "connections"), [(None, 2), ("1", 1), ("0", 1), ("5", 2)])
+def test_sink_connections_are_one_or_two(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, connections: int
+) -> None:
+    if value is None:
+        monkeypatch.delenv(SINK_CONNECTIONS_ENV, raising=False)
+    else:
+        monkeypatch.setenv(SINK_CONNECTIONS_ENV, value)
+    assert _sink_connections() == connections
