@@ -33,7 +33,7 @@ from pydantic import BaseModel
 from adf_core.errors import SpecError
 from adf_core.spec import DataFlow, load_dataflow
 from adf_operator import flows, kube, names, runs
-from adf_operator.cache import FLOWS, RUNS, RunRef
+from adf_operator.cache import FLOWS, RUNS
 from adf_operator.config import OperatorConfig
 from adf_operator.flows import Event
 from adf_operator.jobs import build_job, owner_reference
@@ -159,18 +159,15 @@ def start_trigger(body: Body, at: datetime) -> Trigger | None:
     a burst of them waits for; None when nothing is pending."""
     meta = body["metadata"]
     with _locks.hold("trigger", meta["namespace"], meta["name"]):
-        if not trigger_pending(body):
-            return None
-        status, remove = _handle_trigger(body, at)
-        return Trigger(body, status, remove)
+        return _decide(body, at)
 
 
-def record_trigger(trigger: Trigger, at: datetime) -> None:
+def record_trigger(trigger: Trigger) -> None:
     """Write what `start_trigger` decided, with the new run as the flow's last run.
 
     The status write is conditional on the resourceVersion the trigger was decided from: after a
-    conflict the flow is read again and the trigger redone, which finds its runs created and
-    creates no second one.
+    conflict the flow is read again and the trigger redone (at the current time: the record may
+    have waited behind a burst), which finds its runs created and creates no second one.
     """
     namespace, name = trigger.body["metadata"]["namespace"], trigger.body["metadata"]["name"]
     with _locks.hold("trigger", namespace, name):
@@ -185,9 +182,10 @@ def record_trigger(trigger: Trigger, at: datetime) -> None:
                 if exc.status != kube.CONFLICT:
                     raise
                 current = _get_flow(namespace, name)
-                if current is None or not trigger_pending(current):
+                redone = _decide(current, now()) if current is not None else None
+                if redone is None:
                     return
-                trigger = Trigger(current, *_handle_trigger(current, at))
+                trigger = redone
                 continue
             if trigger.remove:
                 removal = {"metadata": {"annotations": dict.fromkeys(trigger.remove)}}
@@ -200,7 +198,7 @@ def trigger_flow(body: Body, at: datetime) -> None:
     """Run the flow's pending slot and its run-now request, and record them in its status."""
     trigger = start_trigger(body, at)
     if trigger is not None:
-        record_trigger(trigger, at)
+        record_trigger(trigger)
 
 
 def retry_trigger(namespace: str, name: str, at: datetime) -> None:
@@ -208,6 +206,13 @@ def retry_trigger(namespace: str, name: str, at: datetime) -> None:
     body = _get_flow(namespace, name)
     if body is not None:
         trigger_flow(body, at)
+
+
+def _decide(body: Body, at: datetime) -> Trigger | None:
+    """Handle the flow's pending trigger (its runs are created); None when nothing is pending."""
+    if not trigger_pending(body):
+        return None
+    return Trigger(body, *_handle_trigger(body, at))
 
 
 def _handle_trigger(body: Body, at: datetime) -> tuple[DataFlowStatus, list[str]]:
@@ -262,7 +267,7 @@ def _start(
     """Create the run `name` unless it exists, honouring the concurrency policy; a created run
     becomes the flow's last run."""
     namespace = flow.metadata.namespace
-    existing = _runs_of(namespace, flow.metadata.name)
+    existing = RUNS.of_flow(namespace, flow.metadata.name)
     if any(run == name for run, _ in existing):
         return status  # handled before a restart
     active = [run for run, is_active in existing if is_active]
@@ -284,14 +289,6 @@ def _start(
     what = f"slot {slot:%Y-%m-%dT%H:%M:%SZ}" if slot else "run-now request"
     log.info("%s/%s created run %s for %s", namespace, flow.metadata.name, name, what)
     return flows.after_run(status, created, DataFlowRunStatus(phase="Pending"))
-
-
-def _runs_of(namespace: str, flow: str) -> list[RunRef]:
-    """The flow's runs from the operator's index, else from the API server."""
-    cached = RUNS.of_flow(namespace, flow)
-    if cached is not None:
-        return cached
-    return [(r["metadata"]["name"], runs.is_active(r)) for r in kube.list_runs(namespace, flow)]
 
 
 # --- DataFlowRun ----------------------------------------------------------------------------------

@@ -50,8 +50,7 @@ class RunCache:
     The view is kopf's index of DataFlowRuns (handlers/dataflowrun.py), which kopf fills before
     it runs any handler, plus the runs this operator created in the last `memory` seconds: the
     index follows a watch and may not show yet a run created a moment ago, which a run-now
-    request right after a slot must see (concurrencyPolicy). Without an index (the CLI, a test
-    calling the actions directly) the caller lists from the API.
+    request right after a slot must see (concurrencyPolicy).
     """
 
     def __init__(self, memory: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
@@ -63,11 +62,10 @@ class RunCache:
     def created(self, namespace: str, flow: str, name: str) -> None:
         self._created.setdefault((namespace, flow), {})[name] = self._clock()
 
-    def of_flow(self, namespace: str, flow: str) -> list[RunRef] | None:
-        """The flow's runs (None without an index): a run created here and not yet indexed is
-        active."""
+    def of_flow(self, namespace: str, flow: str) -> list[RunRef]:
+        """The flow's runs; a run created here and not yet indexed is active."""
         if self.index is None:
-            return None
+            raise RuntimeError("the DataFlowRun index is not attached (operator start-up)")
         key = (namespace, flow)
         indexed = dict(self.index.get(key, ()))  # one C-level copy: atomic under the GIL
         recent = self._created.get(key, {})

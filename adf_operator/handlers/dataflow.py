@@ -56,7 +56,7 @@ async def dataflow_triggered(
             trigger = await in_handler_pool(memo, actions.start_trigger, dict(body), at)
             if trigger is not None:
                 async with memo.follow_up_gate:
-                    await in_handler_pool(memo, actions.record_trigger, trigger, at)
+                    await in_handler_pool(memo, actions.record_trigger, trigger)
     except Exception:
         loop = asyncio.get_running_loop()
         memo.pending_triggers.note((str(namespace), name), True, loop.time())

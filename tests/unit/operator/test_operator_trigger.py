@@ -66,14 +66,16 @@ class Clock:
         return self.now
 
 
-def test_without_an_index_the_run_cache_defers_to_the_api() -> None:
-    assert RunCache().of_flow("ns", "sync") is None
+def test_the_run_cache_refuses_to_answer_without_an_index() -> None:
+    # An empty answer would let a Forbid flow start a second run.
+    with pytest.raises(RuntimeError, match="index is not attached"):
+        RunCache().of_flow("ns", "sync")
 
 
 def test_the_run_cache_reads_the_index_by_flow() -> None:
     cache = RunCache()
     cache.index = {("ns", "sync"): [("sync-1", False), ("sync-2", True)]}
-    assert sorted(cache.of_flow("ns", "sync") or []) == [("sync-1", False), ("sync-2", True)]
+    assert sorted(cache.of_flow("ns", "sync")) == [("sync-1", False), ("sync-2", True)]
     assert cache.of_flow("ns", "other") == []
     assert cache.of_flow("other-ns", "sync") == []
 
