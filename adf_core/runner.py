@@ -447,7 +447,7 @@ def _loop(
                             batch = item
                             summary.rows_read += len(batch)
                             out, failures = (
-                                _transform(batch, validator, steps) if touched else (batch, [])
+                                _transform(batch, validator, steps)[:2] if touched else (batch, [])
                             )
                         if failures and policy == "fail":
                             raise _too_many(failures)
@@ -496,16 +496,19 @@ def _offload(batches: Iterator[Batch], workers: Workers | None) -> Iterator[Batc
 
 def _transform(
     batch: Batch, validator: TypedSchema | None, steps: transforms.Plan
-) -> tuple[Batch, list[RowFailure]]:
-    """Validate (Typed) and run the Python steps over one batch of rows."""
+) -> tuple[Batch, list[RowFailure], list[int]]:
+    """Validate (Typed) and run the Python steps over one batch of rows.
+
+    Also returns where in ``batch`` each row of the result came from.
+    """
     records = batch.dicts()
     origin = list(range(len(records)))
     failures: list[RowFailure] = []
     if validator is not None:
         records, origin, failures = validator.validate(records, batch.key_columns)
         batch.schema = validator.schema
-    out, more = transforms.apply(steps, batch, records, origin)
-    return out, failures + more
+    out, more = transforms.apply(steps, batch, records, origin)  # origin follows the records
+    return out, failures + more, origin
 
 
 def _workers(
@@ -534,8 +537,8 @@ def _work_raw(
     assert batch.raw is not None
     rows = Batch(batch.columns, codec.parse(batch.raw), batch.source, batch.watermark,
                  batch.key_columns)  # fmt: skip
-    out, failures = _transform(rows, validator, steps)
-    formatted = codec.format(out)
+    out, failures, origin = _transform(rows, validator, steps)
+    formatted = codec.format(out, rows, origin)
     if formatted is None:
         return out, failures  # rows without a raw form go back as rows
     formatted.dropped = out.dropped

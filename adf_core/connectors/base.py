@@ -99,8 +99,11 @@ class RawCodec(Protocol):
 
     def parse(self, data: bytes) -> list[Row]: ...
 
-    def format(self, batch: Batch) -> Batch | None:
-        """The batch in the sink's raw form; None when a value has none (it goes as rows)."""
+    def format(self, batch: Batch, read: Batch, origin: list[int]) -> Batch | None:
+        """The batch in the sink's raw form; None when a value has none (it goes as rows).
+
+        ``read`` is the parsed batch the rows came from, ``origin`` each row's position there.
+        """
         ...
 
 

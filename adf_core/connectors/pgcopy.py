@@ -15,9 +15,13 @@ rollback finds it idle.
 
 from __future__ import annotations
 
+import re
 import select
 import struct
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, date, datetime, tzinfo
+from decimal import Decimal
+from operator import is_
 from typing import Any
 
 import psycopg
@@ -25,7 +29,7 @@ from psycopg import abc, errors, pq
 from psycopg.adapt import Transformer
 
 from adf_core.errors import DataError
-from adf_core.messages import Batch, Row
+from adf_core.messages import Batch, Row, last_per_key
 
 _COPY_OUT = pq.ExecStatus.COPY_OUT
 _COMMAND_OK = pq.ExecStatus.COMMAND_OK
@@ -158,6 +162,79 @@ _INT2, _INT4 = struct.Struct("!h"), struct.Struct("!i")
 BinaryTypes = Callable[[Sequence[str], Sequence[Row]], "list[int] | None"]
 
 
+Convert = Callable[[str], Any]
+NULL = "\\N"
+_ESCAPED = re.compile(r"\\(.)")
+_UNESCAPED = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "UCT", "Etc/UCT", "Universal", "Etc/Universal", "Zulu",
+                        "Etc/Zulu"})  # fmt: skip
+
+
+def _unescape_text(field: str) -> str:
+    """A COPY text field's value: ``\\t`` is a tab, ``\\\\`` a backslash (what COPY TO writes)."""
+    return _ESCAPED.sub(lambda m: _UNESCAPED.get(m[1], m[1]), field)
+
+
+def _text_converters(
+    oids: Sequence[int], timezone: tzinfo, date_style: str | None
+) -> list[Convert | None] | None:
+    """How to read each column's COPY text into the value psycopg's loader would give.
+
+    None for a text column (its text is its value); None in place of the list when a column's
+    type is not one of these. Only immutable values: a value that a step leaves alone is then
+    written back as the text it was read as (see :class:`TextRows`). Dates need the ISO style.
+    """
+    iso = (date_style or "").startswith("ISO")
+
+    def aware(text: str) -> datetime:  # psycopg gives the session's time zone, not an offset
+        return datetime.fromisoformat(text).astimezone(timezone)
+
+    # In UTC (the usual server setting) the +00 offset is read as datetime.timezone.utc, the
+    # same instants and arithmetic as the zone psycopg names: a tenth of the cost of converting.
+    utc = getattr(timezone, "key", None) in _UTC_NAMES or timezone is UTC
+
+    known: dict[int, Convert | None] = {
+        16: "t".__eq__, 20: int, 21: int, 23: int, 700: float, 701: float, 1700: Decimal,
+        19: None, 25: None, 1042: None, 1043: None,
+    }  # fmt: skip
+    if iso:
+        known |= {
+            1082: date.fromisoformat,
+            1114: datetime.fromisoformat,
+            1184: datetime.fromisoformat if utc else aware,
+        }
+    if not all(oid in known for oid in oids):
+        return None
+    return [known[oid] for oid in oids]
+
+
+def _read_column(convert: Convert | None, texts: Sequence[str]) -> Sequence[Any]:
+    """One column of a batch: its values from its COPY texts (``\\N`` is NULL)."""
+    if convert is None:  # text: only NULLs and escapes (a backslash in either) need work
+        if "\\" not in "".join(texts):
+            return texts
+        return [None if t == NULL else _unescape_text(t) if "\\" in t else t for t in texts]
+    if NULL not in texts:  # no other type's text holds a backslash
+        return list(map(convert, texts))
+    return [None if t == NULL else convert(t) for t in texts]
+
+
+class TextRows(list[Row]):
+    """Rows read from COPY text column by column, which keeps each column's text and values.
+
+    A value that the steps leave alone (the very object read) is written back as the text it
+    was read as: the text is already what COPY takes, so the untouched columns of a batch cost
+    no formatting at all (see :meth:`CopyRows.format`).
+    """
+
+    def __init__(self, texts: Sequence[Sequence[str]], values: Sequence[Sequence[Any]]) -> None:
+        super().__init__(zip(*values, strict=True))
+        self.texts, self.values = texts, values
+
+
 class CopyRows:
     """Converts between COPY data and row tuples, without a connection once built.
 
@@ -166,6 +243,12 @@ class CopyRows:
     both are kept in memory, so a forked worker can use them without ever touching either
     connection. Rows go out as binary COPY when ``binary`` finds the sink's column types for
     every value (cheaper to format and for the server to read), else as COPY text.
+
+    When every source column has a type that :func:`_text_converters` reads, a batch is read
+    column by column in C-speed loops, and rows go out as COPY text that reuses the text of
+    every value a step left alone: ~2 µs per row of a seven-column product instead of ~5 µs
+    through psycopg's per-row parse and binary format (measured in a worker, 10,000-row
+    batches). Both encodings are the same: the run passes raw batches only then.
     """
 
     def __init__(
@@ -173,13 +256,15 @@ class CopyRows:
         loaders: abc.Transformer,
         sink: psycopg.Connection[Any],
         binary: BinaryTypes | None = None,
-        unique: Callable[[Sequence[str], list[Row]], list[Row]] | None = None,
+        keys: Sequence[str] = (),
+        converters: list[Convert | None] | None = None,
     ) -> None:
         codec = _row_codec()
         assert codec is not None
         self._parse, self._format_text, self._format_binary, _ = codec
         self._loaders, self._text, self._binary = loaders, Transformer(sink), Transformer(sink)
-        self._binary_types, self._unique = binary, unique
+        self._binary_types, self._keys, self._converters = binary, keys, converters
+        self._encoding = sink.info.encoding
 
     @classmethod
     def build(
@@ -189,11 +274,11 @@ class CopyRows:
         params: Any,
         sink: psycopg.Connection[Any],
         binary: BinaryTypes | None = None,
-        unique: Callable[[Sequence[str], list[Row]], list[Row]] | None = None,
+        keys: Sequence[str] = (),
     ) -> CopyRows | None:
         """None when psycopg offers no row codec (see :func:`_row_codec`).
 
-        ``unique`` drops rows that share the sink's key (for an upsert), before formatting.
+        ``keys`` (an upsert's) drop all but the last of rows sharing them, before formatting.
         """
         if _row_codec() is None:
             return None
@@ -202,10 +287,18 @@ class CopyRows:
             cur.execute(f"SELECT * FROM ({query}) AS adf_probe LIMIT 0", params)
             assert cur.pgresult is not None
             loaders.set_pgresult(cur.pgresult)  # the column count and types of a row
-        return cls(loaders, sink, binary, unique)
+            oids = [column.type_code for column in cur.description or ()]
+        info = source.info
+        converters = _text_converters(oids, info.timezone, info.parameter_status("DateStyle"))
+        return cls(loaders, sink, binary, keys, converters)
 
     def parse(self, data: bytes) -> list[Row]:
         """The rows of a batch of COPY text (each line ends with a newline)."""
+        try:
+            if self._converters is not None:
+                return self._read_columns(data)
+        except (TypeError, ValueError, ArithmeticError):
+            pass  # e.g. a timestamp past year 9999: psycopg's loaders say what is wrong
         parse, loaders = self._parse, self._loaders
         try:
             return [parse(line, loaders) for line in data.splitlines(keepends=True)]
@@ -214,19 +307,93 @@ class CopyRows:
                 f"reading the source failed: a value does not fit its column: {exc}"
             ) from None
 
-    def format(self, batch: Batch) -> Batch | None:
-        """The batch as COPY data; None when a value has no text form here (e.g. a dict)."""
-        rows = batch.rows if self._unique is None else self._unique(batch.columns, batch.rows)
-        types = self._binary_types(batch.columns, rows) if self._binary_types and rows else None
-        data = self._binary_data(rows, types) if types is not None else None
+    def _read_columns(self, data: bytes) -> TextRows:
+        assert self._converters is not None
+        text = data.decode(self._encoding)
+        # Tabs and newlines inside values are escaped: every row is its columns' fields in order,
+        # so one split of the whole batch and a slice per column give the columns.
+        fields = text.replace("\n", "\t").split("\t")
+        fields.pop()  # after the last row's newline
+        width = len(self._converters)
+        if len(fields) != width * text.count("\n"):
+            raise ValueError("a row has another number of fields than the query's columns")
+        texts = [fields[i::width] for i in range(width)]
+        return TextRows(texts, list(map(_read_column, self._converters, texts)))
+
+    def format(self, batch: Batch, read: Batch, origin: list[int]) -> Batch | None:
+        """The batch as COPY data; None when a value has no text form here (e.g. a dict).
+
+        ``read`` is the parsed batch the rows came from and ``origin`` the position there of
+        each of ``batch``'s rows (see :class:`TextRows`).
+        """
+        rows = batch.rows
+        kept = last_per_key(batch.columns, rows, self._keys) if self._keys else None
+        if kept is not None:
+            rows, origin = [rows[i] for i in kept], [origin[i] for i in kept]
+        data = None
+        if isinstance(read.rows, TextRows):
+            data = self._reusing_text(batch.columns, rows, read.columns, read.rows, origin)
+        if data is None:
+            types = self._binary_types(batch.columns, rows) if self._binary_types and rows else None
+            data = self._binary_data(rows, types) if types is not None else None
         if data is None:
             data = self._text_data(rows)
         if data is None:
             return None
-        unique = self._unique is not None
         # counted as the rows the step produced, duplicates included, as the row path counts them
         return Batch(batch.columns, [], batch.source, batch.watermark, batch.key_columns,
-                     batch.schema, data, len(batch.rows), unique)  # fmt: skip
+                     batch.schema, data, len(batch.rows), bool(self._keys))  # fmt: skip
+
+    def _reusing_text(
+        self,
+        columns: Sequence[str],
+        rows: list[Row],
+        read_columns: Sequence[str],
+        read: TextRows,
+        origin: list[int],
+    ) -> bytes | None:
+        """COPY text of ``rows``, column by column: a column whose every value is the object
+        read (at its row's origin) is the text read; any other is formatted."""
+        if not rows:
+            return b""
+        positions = {name: p for p, name in enumerate(read_columns)}
+        in_order = len(origin) == len(read) and origin == list(range(len(read)))
+
+        def at_origin(column: Sequence[Any]) -> Sequence[Any]:
+            return column if in_order else list(map(column.__getitem__, origin))
+
+        texts: list[Sequence[str]] = []
+        for name, column in zip(columns, zip(*rows, strict=True), strict=True):
+            p = positions.get(name)
+            if p is not None and all(map(is_, column, at_origin(read.values[p]))):
+                texts.append(at_origin(read.texts[p]))
+                continue
+            formatted = self._column_text(column)
+            if formatted is None:
+                return None
+            texts.append(formatted)
+        return ("\n".join(map("\t".join, zip(*texts, strict=True))) + "\n").encode(self._encoding)
+
+    def _column_text(self, column: Sequence[Any]) -> Sequence[str] | None:
+        """COPY text of a column's values as psycopg's text dumpers write them."""
+        kinds = set(map(type, column))
+        if kinds == {str}:
+            joined = "".join(column)
+            if any(c in joined for c in "\\\t\n\r"):
+                return [value.translate(_ESCAPES) for value in column]
+            return column
+        if kinds == {int}:
+            return list(map(str, column))
+        buffer = bytearray()
+        fmt, dumpers = self._format_text, self._text
+        try:
+            for value in column:
+                fmt((value,), dumpers, buffer)
+        except (psycopg.Error, TypeError, ValueError):
+            return None
+        texts = buffer.decode(self._encoding).split("\n")
+        texts.pop()
+        return texts
 
     def _text_data(self, rows: Sequence[Row]) -> bytes | None:
         buffer = bytearray()
@@ -272,3 +439,27 @@ def binary_tuples(
             position += _INT4.size + max(length, 0)
         row = data[start:position]
         yield _BINARY_HEADER + row + _BINARY_TRAILER, parse(row, loaders)
+
+
+def text_tuples(
+    data: bytes, sink: psycopg.Connection[Any], types: Sequence[int]
+) -> Iterator[tuple[bytes, Row]]:
+    """Each row of COPY text as COPY text of its own, with its values as the sink's column types
+    read them (its fields as text where they do not parse: likely why the sink refused it).
+
+    For writing a refused batch row by row (onError skip or deadLetter): not a fast path.
+    """
+    encoding = sink.info.encoding
+    loaders = [Transformer(sink).get_loader(oid, pq.Format.TEXT) for oid in types]
+    for line in data.splitlines(keepends=True):
+        fields = [
+            None if f == NULL else _unescape_text(f) for f in line[:-1].decode(encoding).split("\t")
+        ]
+        try:
+            values = [
+                None if f is None else loader.load(f.encode(encoding))
+                for loader, f in zip(loaders, fields, strict=True)
+            ]
+        except (psycopg.Error, TypeError, ValueError, ArithmeticError):
+            values = fields
+        yield line, values

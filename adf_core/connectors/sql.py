@@ -89,7 +89,7 @@ from adf_core.connectors.base import (
     WriteResult,
 )
 from adf_core.errors import AdfError, ConnectionFailure, DataError, SpecError
-from adf_core.messages import Batch, Row, RowFailure, Watermark, row_key, to_json
+from adf_core.messages import Batch, Row, RowFailure, Watermark, last_per_key, row_key, to_json
 from adf_core.spec import SqlSinkSpec, SqlSourceSpec
 
 if TYPE_CHECKING:
@@ -476,11 +476,10 @@ class SqlSource(Source[SqlSourceSpec]):
         from adf_core.connectors.pgcopy import CopyRows
 
         keys = list(sink.spec.keys or []) if sink.mode == "upsert" else []
-        unique = partial(_dedupe, keys=keys) if keys else None
         compiled = stmt.compile(dialect=self._engine.dialect)
         with self._conn.begin():
             return CopyRows.build(
-                _psycopg(self._conn), str(compiled), compiled.params, *target, unique
+                _psycopg(self._conn), str(compiled), compiled.params, *target, keys
             )
 
     def _with_watermarks(
@@ -707,9 +706,8 @@ class Writer(Protocol):
 
 def _dedupe(columns: Sequence[str], rows: list[Row], keys: Sequence[str]) -> list[Row]:
     """Last row wins among rows of one batch that share a key (ON CONFLICT needs unique keys)."""
-    get = itemgetter(*[columns.index(k) for k in keys])
-    unique = {get(r): r for r in rows}
-    return rows if len(unique) == len(rows) else list(unique.values())
+    kept = last_per_key(columns, rows, keys)
+    return rows if kept is None else [rows[i] for i in kept]
 
 
 def _quoted(conn: Connection, table: Table) -> tuple[Callable[[str], str], str]:
@@ -1469,25 +1467,17 @@ class SqlSink(Sink[SqlSinkSpec]):
                 yield Batch(batch.columns, [row], batch.source, None, batch.key_columns), row
             return
         assert self._conn is not None
-        from adf_core.connectors.pgcopy import BINARY_SIGNATURE, binary_tuples
+        from adf_core.connectors.pgcopy import BINARY_SIGNATURE, binary_tuples, text_tuples
 
-        if batch.raw.startswith(BINARY_SIGNATURE):  # formatted by a worker (see CopyRows)
-            assert isinstance(self._writer, PostgresWriter) and self._table is not None
-            oids = self._writer._column_oids(self._conn, self._table)
-            types = [oids[c] for c in batch.columns]
-            for data, values in binary_tuples(batch.raw, _psycopg(self._conn), types):
-                single = Batch(batch.columns, [], batch.source, None, batch.key_columns)
-                single.raw, single.raw_count = data, 1
-                yield single, values
-            return
-        encoding = _psycopg(self._conn).info.encoding
-        for line in batch.raw.splitlines(keepends=True):
-            fields = line[:-1].split(b"\t")
-            row = [None if f == b"\\N" else _unescape(f).decode(encoding) for f in fields]
-            yield (
-                Batch(batch.columns, [], batch.source, None, batch.key_columns, None, line, 1),
-                row,
-            )
+        assert isinstance(self._writer, PostgresWriter) and self._table is not None
+        oids = self._writer._column_oids(self._conn, self._table)
+        types = [oids.get(c, 0) for c in batch.columns]  # 0: unknown, read as text
+        binary = batch.raw.startswith(BINARY_SIGNATURE)  # formatted by a worker (see CopyRows)
+        split = binary_tuples if binary else text_tuples
+        for data, values in split(batch.raw, _psycopg(self._conn), types):
+            single = Batch(batch.columns, [], batch.source, None, batch.key_columns)
+            single.raw, single.raw_count = data, 1
+            yield single, values
 
     def _write_rows(self, table: Table, batch: Batch) -> WriteResult:
         assert self._conn is not None and self._writer is not None

@@ -187,8 +187,8 @@ def test_rows_the_sink_refuses_under_each_policy(
         with dbs.sink() as conn:
             letters = conn.execute("SELECT row, error FROM refused ORDER BY id").fetchall()
         assert len(letters) == 10
-        key = '"id": 100,' if copy == "binary" else '"id": "100"'  # text rows come back as text
-        assert key in letters[0][0] and "no_hundreds" in letters[0][1]
+        # read back with the sink's column types, whichever COPY format carried them
+        assert '"id": 100,' in letters[0][0] and "no_hundreds" in letters[0][1]
         assert '"sku": "SKU-00000100"' in letters[0][0]
 
 

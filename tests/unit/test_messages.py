@@ -10,12 +10,30 @@ import pytest
 
 from adf_core.connectors.base import Constant
 from adf_core.errors import ConnectionFailure
-from adf_core.messages import Batch, Typed, TypedSchema, Watermark
+from adf_core.messages import Batch, Typed, TypedSchema, Watermark, last_per_key, record_maker
 from adf_core.spec import RecordSchema, TransformStep
 from adf_core.summary import Summary, termination_log_path
 from adf_core.transforms import apply, plan
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [(), ("id",), ("a b", "it's", 'q"uote', "k0", "v0", "{x}", "ünï"), ("dup", "x", "dup")],
+)
+def test_a_row_becomes_the_dict_zip_makes(columns: tuple[str, ...]) -> None:
+    row = tuple(range(len(columns)))
+
+    assert record_maker(columns)(*row) == dict(zip(columns, row, strict=True))
+    assert Batch(columns, [row, row]).dicts() == [dict(zip(columns, row, strict=True))] * 2
+
+
+def test_the_last_row_of_each_key_is_kept() -> None:
+    rows = [(1, "a", "x"), (2, "a", "y"), (1, "a", "z"), (1, "b", "w")]
+
+    assert last_per_key(("id", "kind", "v"), rows, ["id", "kind"]) == [2, 1, 3]
+    assert last_per_key(("id", "kind", "v"), rows, ["v"]) is None  # no two share a key
 
 
 @pytest.mark.parametrize(

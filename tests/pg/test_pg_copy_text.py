@@ -1,0 +1,181 @@
+"""COPY text read column by column and written back reusing the text of untouched values
+(adf_core.connectors.pgcopy.CopyRows, the worker processes' codec), on a real server.
+
+What must hold: the values read are the ones psycopg's own loaders give, for every type the
+codec reads itself, NULLs and escapes included and in a session time zone other than UTC; rows
+left alone come back byte for byte; changed, dropped, repeated and de-duplicated rows reach the
+table as a step returned them; a type the codec does not read goes through psycopg's path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+
+from adf_core.connectors.pgcopy import CopyRows, TextRows, text_tuples
+from adf_core.messages import Batch
+
+pytestmark = pytest.mark.postgres
+
+COLUMNS = ("id", "name", "price", "ratio", "active", "born", "seen", "stamped")
+TABLE = """CREATE TABLE things (
+    id bigint PRIMARY KEY, name text, price numeric(12, 3), ratio float8, active boolean,
+    born date, seen timestamp, stamped timestamptz)"""
+ROWS = """INSERT INTO things VALUES
+    (1, 'plain', 1.5, 0.25, true, '2024-02-29', '2024-01-01 10:00:00', '2024-07-01 12:00:00+00'),
+    (2, E'tab\\there\\nnew line\\\\ back\\rslash', 'NaN', 'Infinity', false, '0999-12-31',
+        '2024-01-01 10:00:00.123456', '2024-01-01 23:30:00.5+05:30'),
+    (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+    (4, 'ünïcødé ☃', -0.001, '-Infinity', true, '2000-01-01', '1999-12-31 23:59:59',
+        '1970-01-01 00:00:00+00'),
+    (5, '\\N', 12345678.9, 'NaN', false, '2024-03-31', '2024-03-31 02:30:00',
+        '2024-03-31 01:30:00+00')"""
+SELECT = f"SELECT {', '.join(COLUMNS)} FROM things ORDER BY id"
+
+
+@pytest.fixture(params=["UTC", "Europe/Berlin"])
+def connections(
+    request: pytest.FixtureRequest, new_database: Callable[[str], str]
+) -> Iterator[tuple[psycopg.Connection[Any], psycopg.Connection[Any]]]:
+    url = new_database("copytext").replace("+psycopg", "")
+    with psycopg.connect(url, autocommit=True) as source, psycopg.connect(url) as sink:
+        source.execute(TABLE)
+        source.execute(ROWS)
+        source.execute("CREATE TABLE target (LIKE things)")
+        source.execute(f"SET TimeZone = '{request.param}'")
+        yield source, sink
+
+
+def comparable(rows: list[Any]) -> list[tuple[Any, ...]]:
+    """Rows with each value's type, NaN as a string (NaN equals nothing, itself included)."""
+    return [tuple(("NaN", type(v)) if v != v else (v, type(v)) for v in row) for row in rows]
+
+
+def copy_out(conn: psycopg.Connection[Any]) -> bytes:
+    with conn.cursor() as cur, cur.copy(f"COPY ({SELECT}) TO STDOUT") as copy:
+        return b"".join(bytes(part) for part in copy)
+
+
+def read(codec: CopyRows, data: bytes) -> Batch:
+    return Batch(COLUMNS, codec.parse(data))
+
+
+def write(sink: psycopg.Connection[Any], batch: Batch) -> list[tuple[Any, ...]]:
+    """COPY a formatted batch into the target table; the table's rows."""
+    assert batch.raw is not None
+    sink.execute("TRUNCATE target")
+    statement = f"COPY target ({', '.join(batch.columns)}) FROM STDIN"
+    with sink.cursor() as cur, cur.copy(statement) as copy:
+        copy.write(batch.raw)
+    return sink.execute("SELECT * FROM target ORDER BY id").fetchall()
+
+
+def test_values_read_are_psycopgs(connections: tuple[psycopg.Connection[Any], ...]) -> None:
+    source, sink = connections
+    codec = CopyRows.build(source, SELECT, None, sink)
+    assert codec is not None
+
+    rows = codec.parse(copy_out(source))
+
+    assert isinstance(rows, TextRows)  # every column's type is one the codec reads itself
+    expected = source.execute(SELECT).fetchall()
+    assert comparable(rows) == comparable(expected)
+    stamped = rows[1][COLUMNS.index("stamped")]
+    assert stamped.utcoffset() == expected[1][COLUMNS.index("stamped")].utcoffset()
+    assert rows[1][1] == "tab\there\nnew line\\ back\rslash" and rows[4][1] == "\\N"
+
+
+def test_rows_left_alone_come_back_byte_for_byte(
+    connections: tuple[psycopg.Connection[Any], ...],
+) -> None:
+    source, sink = connections
+    codec = CopyRows.build(source, SELECT, None, sink)
+    assert codec is not None
+    data = copy_out(source)
+    batch = read(codec, data)
+
+    out = codec.format(Batch.from_dicts(batch.dicts(), like=batch), batch, list(range(5)))
+
+    assert out is not None and out.raw == data and out.raw_count == 5
+    assert comparable(write(sink, out)) == comparable(source.execute(SELECT).fetchall())
+
+
+def test_changed_dropped_and_repeated_rows_reach_the_table_as_returned(
+    connections: tuple[psycopg.Connection[Any], ...],
+) -> None:
+    source, sink = connections
+    codec = CopyRows.build(source, SELECT, None, sink)
+    assert codec is not None
+    batch = read(codec, copy_out(source))
+    records = batch.dicts()
+    records[0]["name"] = "new\tline\nand \\ back"  # a string that needs escapes
+    records[0]["price"] = Decimal("2.250")
+    records[1]["stamped"] = datetime(2030, 1, 1, tzinfo=UTC)
+    records[1]["born"] = None
+    records[3]["ratio"] = 1e-300
+    copy = {**records[3], "id": 40, "active": None}  # a second row from row 4
+    out_records, origin = [records[0], records[1], records[3], copy], [0, 1, 3, 3]  # 3, 5 gone
+
+    out = codec.format(Batch.from_dicts(out_records, like=batch), batch, origin)
+
+    assert out is not None
+    by_id = {r[0]: r for r in write(sink, out)}
+    assert sorted(by_id) == [1, 2, 4, 40]
+    assert by_id[1][1:3] == ("new\tline\nand \\ back", Decimal("2.250"))
+    seen, changed = datetime(2024, 1, 1, 10, 0, 0, 123456), datetime(2030, 1, 1, tzinfo=UTC)
+    assert by_id[2][5:] == (None, seen, changed)
+    assert by_id[2][1] == "tab\there\nnew line\\ back\rslash"  # untouched: its text reused
+    assert by_id[4][3] == 1e-300 and by_id[40][4] is None and by_id[40][3] == 1e-300
+
+
+def test_an_upsert_keeps_the_last_row_of_each_key(
+    connections: tuple[psycopg.Connection[Any], ...],
+) -> None:
+    source, sink = connections
+    codec = CopyRows.build(source, SELECT, None, sink, keys=["id"])
+    assert codec is not None
+    batch = read(codec, copy_out(source))
+    records = batch.dicts()
+    stale = {**records[0], "name": "stale"}
+
+    out = codec.format(Batch.from_dicts([stale, *records], like=batch), batch, [0, 0, 1, 2, 3, 4])
+
+    assert out is not None and out.raw_unique and out.raw_count == 6
+    rows = write(sink, out)
+    assert [r[:2] for r in rows[:2]] == [(1, "plain"), (2, "tab\there\nnew line\\ back\rslash")]
+
+
+def test_a_type_the_codec_does_not_read_goes_through_psycopg(
+    connections: tuple[psycopg.Connection[Any], ...],
+) -> None:
+    source, sink = connections
+    query = "SELECT id, gen_random_uuid() AS token, born FROM things ORDER BY id"
+    codec = CopyRows.build(source, query, None, sink)
+    assert codec is not None
+    with source.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT") as copy:
+        data = b"".join(bytes(part) for part in copy)
+
+    rows = codec.parse(data)
+
+    assert not isinstance(rows, TextRows) and len(rows) == 5
+    assert rows[0][2] == date(2024, 2, 29) and len(str(rows[0][1])) == 36
+
+
+def test_refused_rows_are_read_back_with_the_sinks_types(
+    connections: tuple[psycopg.Connection[Any], ...],
+) -> None:
+    source, sink = connections
+    data = copy_out(source)
+    oids = [20, 25, 1700, 701, 16, 1082, 1114, 1184]
+
+    rows = [values for _, values in text_tuples(data, sink, oids)]
+    fallback = [values for _, values in text_tuples(b"x\tname\n", sink, [20, 25])]
+
+    assert rows[0][:5] == [1, "plain", Decimal("1.500"), 0.25, True]
+    assert rows[2] == [3, *[None] * 7] and rows[1][1] == "tab\there\nnew line\\ back\rslash"
+    assert fallback == [["x", "name"]]  # not a bigint: the fields as text
