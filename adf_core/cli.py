@@ -32,6 +32,7 @@ import typer
 import yaml
 
 from adf_core import __version__
+from adf_core.console import gc_paused
 from adf_core.errors import AdfError, ExitCode, SpecError
 from adf_core.spec import DataFlow, load_dataflow
 from adf_core.summary import Summary, write_termination_log
@@ -192,8 +193,9 @@ def run(
     ] = None,
 ) -> None:
     """Run a DataFlow once: read, transform, write, checkpoint; print the summary."""
-    from adf_core.connectors.base import Window
-    from adf_core.runner import execute
+    with gc_paused():
+        from adf_core.connectors.base import Window
+        from adf_core.runner import execute
 
     _skip_final_collection()
     try:

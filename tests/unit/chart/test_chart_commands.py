@@ -39,7 +39,7 @@ def resolve(command: list[str]) -> Any:
         return typer.main.get_command(operator_cli)
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert command[0] in scripts, f"{command[0]} is not a console script of the project"
-    assert scripts[command[0]] == "adf_core.cli:app"
+    assert scripts[command[0]] == "adf_core.console:main"  # which runs adf_core.cli.app
     found = typer.main.get_command(adf_core.cli.app)
     for word in command[1:]:
         subcommands = getattr(found, "commands", {})
