@@ -447,7 +447,7 @@ def _loop(
                             batch = item
                             summary.rows_read += len(batch)
                             out, failures = (
-                                _transform(batch, validator, steps)[:2] if touched else (batch, [])
+                                _transform(batch, validator, steps) if touched else (batch, [])
                             )
                         if failures and policy == "fail":
                             raise _too_many(failures)
@@ -494,12 +494,13 @@ def _offload(batches: Iterator[Batch], workers: Workers | None) -> Iterator[Batc
             close()  # the source's read ends in the reader thread that ran it
 
 
-def _transform(
+def _steps(
     batch: Batch, validator: TypedSchema | None, steps: transforms.Plan
-) -> tuple[Batch, list[RowFailure], list[int]]:
+) -> tuple[list[dict[str, Any]], list[int], list[RowFailure], int]:
     """Validate (Typed) and run the Python steps over one batch of rows.
 
-    Also returns where in ``batch`` each row of the result came from.
+    Returns the records, where in ``batch`` each came from, the failures, and how many rows
+    the steps dropped.
     """
     records = batch.dicts()
     origin = list(range(len(records)))
@@ -507,8 +508,18 @@ def _transform(
     if validator is not None:
         records, origin, failures = validator.validate(records, batch.key_columns)
         batch.schema = validator.schema
-    out, more = transforms.apply(steps, batch, records, origin)  # origin follows the records
-    return out, failures + more, origin
+    more, dropped = transforms.run_steps(steps, batch, records, origin)
+    return records, origin, failures + more, dropped
+
+
+def _transform(
+    batch: Batch, validator: TypedSchema | None, steps: transforms.Plan
+) -> tuple[Batch, list[RowFailure]]:
+    """:func:`_steps`, with the records as a batch."""
+    records, _, failures, dropped = _steps(batch, validator, steps)
+    out = Batch.from_dicts(records, like=batch)
+    out.dropped = dropped
+    return out, failures
 
 
 def _workers(
@@ -537,9 +548,9 @@ def _work_raw(
     assert batch.raw is not None
     rows = Batch(batch.columns, codec.parse(batch.raw), batch.source, batch.watermark,
                  batch.key_columns)  # fmt: skip
-    out, failures, origin = _transform(rows, validator, steps)
-    formatted = codec.format(out, rows, origin)
-    if formatted is None:
-        return out, failures  # rows without a raw form go back as rows
-    formatted.dropped = out.dropped
-    return formatted, failures
+    records, origin, failures, dropped = _steps(rows, validator, steps)
+    out = codec.format(records, rows, origin)
+    if out is None:  # rows without a raw form go back as rows
+        out = Batch.from_dicts(records, like=rows)
+    out.dropped = dropped
+    return out, failures

@@ -232,11 +232,12 @@ def _python_step(step: PythonStep, field: str, base_dir: Path | None) -> RowStep
     return run
 
 
-def apply(
+def run_steps(
     steps_plan: Plan, batch: Batch, records: list[Record], origin: list[int]
-) -> tuple[Batch, list[RowFailure]]:
-    """Run the Python steps; failures name the source row by key and carry its data. The result
-    counts in ``dropped`` the source rows that left no row and no failure."""
+) -> tuple[list[RowFailure], int]:
+    """Run the Python steps over ``records`` in place (``origin`` follows them); failures name
+    the source row by key and carry its data. Also returns how many source rows left no row
+    and no failure (a step dropped them)."""
     failures: list[RowFailure] = []
     entering = set(origin)
     failed: set[int] = set()
@@ -246,6 +247,14 @@ def apply(
             key = row_key(data, batch.key_columns, position)
             failures.append(RowFailure(data, key, f"row {key}: {message}"))
             failed.add(position)
+    return failures, len(entering - failed - set(origin))
+
+
+def apply(
+    steps_plan: Plan, batch: Batch, records: list[Record], origin: list[int]
+) -> tuple[Batch, list[RowFailure]]:
+    """:func:`run_steps`, and the records as a batch that counts the dropped rows."""
+    failures, dropped = run_steps(steps_plan, batch, records, origin)
     out = Batch.from_dicts(records, like=batch)
-    out.dropped = len(entering - failed - set(origin))
+    out.dropped = dropped
     return out, failures

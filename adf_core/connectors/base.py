@@ -99,10 +99,11 @@ class RawCodec(Protocol):
 
     def parse(self, data: bytes) -> list[Row]: ...
 
-    def format(self, batch: Batch, read: Batch, origin: list[int]) -> Batch | None:
-        """The batch in the sink's raw form; None when a value has none (it goes as rows).
+    def format(self, records: list[dict[str, Any]], read: Batch, origin: list[int]) -> Batch | None:
+        """The records as a batch in the sink's raw form; None when a value has none.
 
-        ``read`` is the parsed batch the rows came from, ``origin`` each row's position there.
+        ``read`` is the parsed batch the records came from, ``origin`` each one's position
+        there; the result has ``read``'s metadata.
         """
         ...
 

@@ -21,7 +21,7 @@ import struct
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
-from operator import is_
+from operator import is_, itemgetter
 from typing import Any
 
 import psycopg
@@ -222,6 +222,17 @@ def _read_column(convert: Convert | None, texts: Sequence[str]) -> Sequence[Any]
     return [None if t == NULL else convert(t) for t in texts]
 
 
+def _columns_of(records: list[dict[str, Any]], keys: tuple[str, ...]) -> list[list[Any]] | None:
+    """The records' values column by column, when every record has exactly ``keys`` (what a
+    step that edits rows in place keeps); else None."""
+    if sum(map(len, records)) != len(keys) * len(records):
+        return None
+    try:  # as many keys each, all of them present: the same keys
+        return [list(map(itemgetter(key), records)) for key in keys]
+    except KeyError:
+        return None
+
+
 class TextRows(list[Row]):
     """Rows read from COPY text column by column, which keeps each column's text and values.
 
@@ -320,53 +331,68 @@ class CopyRows:
         texts = [fields[i::width] for i in range(width)]
         return TextRows(texts, list(map(_read_column, self._converters, texts)))
 
-    def format(self, batch: Batch, read: Batch, origin: list[int]) -> Batch | None:
-        """The batch as COPY data; None when a value has no text form here (e.g. a dict).
+    def format(self, records: list[dict[str, Any]], read: Batch, origin: list[int]) -> Batch | None:
+        """The records as a batch of COPY data; None when a value has no text form here (e.g.
+        a dict).
 
-        ``read`` is the parsed batch the rows came from and ``origin`` the position there of
-        each of ``batch``'s rows (see :class:`TextRows`).
+        ``read`` is the parsed batch the records came from and ``origin`` the position there of
+        each record (see :class:`TextRows`).
         """
-        rows = batch.rows
-        kept = last_per_key(batch.columns, rows, self._keys) if self._keys else None
-        if kept is not None:
-            rows, origin = [rows[i] for i in kept], [origin[i] for i in kept]
-        data = None
-        if isinstance(read.rows, TextRows):
-            data = self._reusing_text(batch.columns, rows, read.columns, read.rows, origin)
+        columns = tuple(records[0]) if records else ()
+        values, data = None, None
+        if records and isinstance(read.rows, TextRows):
+            values = _columns_of(records, columns)
+        if values is not None:
+            kept = self._last_per_key(columns, values)
+            if kept is not None:
+                values = [[column[i] for i in kept] for column in values]
+                origin = [origin[i] for i in kept]
+            data = self._reusing_text(columns, values, read, origin)
         if data is None:
-            types = self._binary_types(batch.columns, rows) if self._binary_types and rows else None
+            batch = Batch.from_dicts(records, like=read)
+            columns, rows = batch.columns, batch.rows
+            kept = last_per_key(columns, rows, self._keys) if self._keys and rows else None
+            rows = rows if kept is None else [rows[i] for i in kept]
+            types = self._binary_types(columns, rows) if self._binary_types and rows else None
             data = self._binary_data(rows, types) if types is not None else None
-        if data is None:
-            data = self._text_data(rows)
+            if data is None:
+                data = self._text_data(rows)
         if data is None:
             return None
         # counted as the rows the step produced, duplicates included, as the row path counts them
-        return Batch(batch.columns, [], batch.source, batch.watermark, batch.key_columns,
-                     batch.schema, data, len(batch.rows), bool(self._keys))  # fmt: skip
+        return Batch(columns, [], read.source, read.watermark, read.key_columns, read.schema,
+                     data, len(records), bool(self._keys))  # fmt: skip
+
+    def _last_per_key(
+        self, columns: Sequence[str], values: Sequence[Sequence[Any]]
+    ) -> list[int] | None:
+        """For an upsert: the positions of the last row of each key (None: all rows)."""
+        if not self._keys or not values:
+            return None
+        keys = [values[columns.index(k)] for k in self._keys]
+        return last_per_key(self._keys, list(zip(*keys, strict=True)), self._keys)
 
     def _reusing_text(
         self,
         columns: Sequence[str],
-        rows: list[Row],
-        read_columns: Sequence[str],
-        read: TextRows,
+        values: Sequence[Sequence[Any]],
+        read: Batch,
         origin: list[int],
     ) -> bytes | None:
-        """COPY text of ``rows``, column by column: a column whose every value is the object
-        read (at its row's origin) is the text read; any other is formatted."""
-        if not rows:
-            return b""
-        positions = {name: p for p, name in enumerate(read_columns)}
-        in_order = len(origin) == len(read) and origin == list(range(len(read)))
+        """COPY text of the columns' ``values``: a column whose every value is the object read
+        (at its row's origin) is the text read; any other is formatted."""
+        assert isinstance(read.rows, TextRows)
+        positions = {name: p for p, name in enumerate(read.columns)}
+        in_order = len(origin) == len(read.rows) and origin == list(range(len(read.rows)))
 
         def at_origin(column: Sequence[Any]) -> Sequence[Any]:
             return column if in_order else list(map(column.__getitem__, origin))
 
         texts: list[Sequence[str]] = []
-        for name, column in zip(columns, zip(*rows, strict=True), strict=True):
+        for name, column in zip(columns, values, strict=True):
             p = positions.get(name)
-            if p is not None and all(map(is_, column, at_origin(read.values[p]))):
-                texts.append(at_origin(read.texts[p]))
+            if p is not None and all(map(is_, column, at_origin(read.rows.values[p]))):
+                texts.append(at_origin(read.rows.texts[p]))
                 continue
             formatted = self._column_text(column)
             if formatted is None:
