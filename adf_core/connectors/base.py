@@ -114,6 +114,11 @@ class Connector(ABC, Generic[SpecT]):
     def __init__(self, spec: SpecT) -> None:
         self.spec = spec
 
+    @property
+    def in_process(self) -> bool:
+        """Whether the database works inside this process (SQLite): in its CPU, under its GIL."""
+        return False
+
     @abstractmethod
     def open(self) -> None:
         """Connect and check that everything the spec names exists (tables, columns)."""

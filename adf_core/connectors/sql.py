@@ -203,6 +203,11 @@ def _psycopg(conn: Connection) -> psycopg.Connection[Any]:
     return cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
 
 
+def _in_process(engine: Engine | None) -> bool:
+    """SQLite: the database is a library working in this process."""
+    return engine is not None and engine.dialect.name == "sqlite"
+
+
 def _split_name(name: str) -> tuple[str | None, str]:
     schema, _, table = name.rpartition(".")
     return schema or None, table
@@ -326,6 +331,10 @@ class SqlSource(Source[SqlSourceSpec]):
 
     def supports_projection(self) -> bool:
         return True
+
+    @property
+    def in_process(self) -> bool:
+        return _in_process(self._engine)
 
     def _select(self, request: ReadRequest) -> Any:
         """The SELECT for a read, plus hidden trailing columns that carry the watermark."""
@@ -1111,6 +1120,10 @@ class SqlSink(Sink[SqlSinkSpec]):
     @property
     def mode(self) -> Literal["append", "upsert", "replace"]:
         return self.spec.mode
+
+    @property
+    def in_process(self) -> bool:
+        return _in_process(self._engine)
 
     def raw_formats(self) -> frozenset[str]:
         if self._table is None:
