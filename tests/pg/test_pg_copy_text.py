@@ -61,6 +61,15 @@ def copy_out(conn: psycopg.Connection[Any]) -> bytes:
         return b"".join(bytes(part) for part in copy)
 
 
+@pytest.fixture
+def codec(connections: tuple[psycopg.Connection[Any], ...]) -> CopyRows:
+    """The codec of the products query, from the source to the sink connection."""
+    source, sink = connections
+    built = CopyRows.build(source, SELECT, None, sink)
+    assert built is not None
+    return built
+
+
 def read(codec: CopyRows, data: bytes) -> Batch:
     return Batch(COLUMNS, codec.parse(data))
 
@@ -75,10 +84,10 @@ def write(sink: psycopg.Connection[Any], batch: Batch) -> list[tuple[Any, ...]]:
     return sink.execute("SELECT * FROM target ORDER BY id").fetchall()
 
 
-def test_values_read_are_psycopgs(connections: tuple[psycopg.Connection[Any], ...]) -> None:
-    source, sink = connections
-    codec = CopyRows.build(source, SELECT, None, sink)
-    assert codec is not None
+def test_values_read_are_psycopgs(
+    connections: tuple[psycopg.Connection[Any], ...], codec: CopyRows
+) -> None:
+    source = connections[0]
 
     rows = codec.parse(copy_out(source))
 
@@ -91,11 +100,9 @@ def test_values_read_are_psycopgs(connections: tuple[psycopg.Connection[Any], ..
 
 
 def test_rows_left_alone_come_back_byte_for_byte(
-    connections: tuple[psycopg.Connection[Any], ...],
+    connections: tuple[psycopg.Connection[Any], ...], codec: CopyRows
 ) -> None:
     source, sink = connections
-    codec = CopyRows.build(source, SELECT, None, sink)
-    assert codec is not None
     data = copy_out(source)
     batch = read(codec, data)
 
@@ -106,11 +113,9 @@ def test_rows_left_alone_come_back_byte_for_byte(
 
 
 def test_changed_dropped_and_repeated_rows_reach_the_table_as_returned(
-    connections: tuple[psycopg.Connection[Any], ...],
+    connections: tuple[psycopg.Connection[Any], ...], codec: CopyRows
 ) -> None:
     source, sink = connections
-    codec = CopyRows.build(source, SELECT, None, sink)
-    assert codec is not None
     batch = read(codec, copy_out(source))
     records = batch.dicts()
     records[0]["name"] = "new\tline\nand \\ back"  # a string that needs escapes
@@ -182,11 +187,9 @@ def test_refused_rows_are_read_back_with_the_sinks_types(
 
 
 def test_records_with_other_keys_go_through_psycopg(
-    connections: tuple[psycopg.Connection[Any], ...],
+    connections: tuple[psycopg.Connection[Any], ...], codec: CopyRows
 ) -> None:
     source, sink = connections
-    codec = CopyRows.build(source, SELECT, None, sink)
-    assert codec is not None
     batch = read(codec, copy_out(source))
     records = batch.dicts()
     del records[0]["ratio"]  # the first row lacks a column the others have
