@@ -508,32 +508,25 @@ def _offload(
             close()  # the source's read ends in the reader thread that ran it
 
 
-def _steps(
-    batch: Batch, validator: TypedSchema | None, steps: transforms.Plan
-) -> tuple[list[dict[str, Any]], list[int], list[RowFailure], int]:
-    """Validate (Typed) and run the Python steps over one batch of rows.
-
-    Returns the records, where in ``batch`` each came from, the failures, and how many rows
-    the steps dropped.
-    """
+def _validated(
+    batch: Batch, validator: TypedSchema | None
+) -> tuple[list[dict[str, Any]], list[int], list[RowFailure]]:
+    """The batch's rows as records, validated (Typed); where in ``batch`` each one came from,
+    and a failure per invalid row."""
     records = batch.dicts()
-    origin = list(range(len(records)))
-    failures: list[RowFailure] = []
-    if validator is not None:
-        records, origin, failures = validator.validate(records, batch.key_columns)
-        batch.schema = validator.schema
-    more, dropped = transforms.run_steps(steps, batch, records, origin)
-    return records, origin, failures + more, dropped
+    if validator is None:
+        return records, list(range(len(records))), []
+    batch.schema = validator.schema
+    return validator.validate(records, batch.key_columns)
 
 
 def _transform(
     batch: Batch, validator: TypedSchema | None, steps: transforms.Plan
 ) -> tuple[Batch, list[RowFailure]]:
-    """:func:`_steps`, with the records as a batch."""
-    records, _, failures, dropped = _steps(batch, validator, steps)
-    out = Batch.from_dicts(records, like=batch)
-    out.dropped = dropped
-    return out, failures
+    """Validate (Typed) and run the Python steps over one batch of rows."""
+    records, origin, failures = _validated(batch, validator)
+    out, more = transforms.apply(steps, batch, records, origin)
+    return out, failures + more
 
 
 def _workers(
@@ -562,9 +555,10 @@ def _work_raw(
     assert batch.raw is not None
     rows = Batch(batch.columns, codec.parse(batch.raw), batch.source, batch.watermark,
                  batch.key_columns)  # fmt: skip
-    records, origin, failures, dropped = _steps(rows, validator, steps)
+    records, origin, failures = _validated(rows, validator)
+    more, dropped = transforms.run_steps(steps, rows, records, origin)  # origin follows records
     out = codec.format(records, rows, origin)
     if out is None:  # rows without a raw form go back as rows
         out = Batch.from_dicts(records, like=rows)
     out.dropped = dropped
-    return out, failures
+    return out, failures + more
