@@ -164,6 +164,7 @@ BinaryTypes = Callable[[Sequence[str], Sequence[Row]], "list[int] | None"]
 
 Convert = Callable[[str], Any]
 NULL = "\\N"
+TEXT_OID = 25
 _ESCAPED = re.compile(r"\\(.)")
 _UNESCAPED = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -467,6 +468,15 @@ def binary_tuples(
         yield _BINARY_HEADER + row + _BINARY_TRAILER, parse(row, loaders)
 
 
+def load_field(loader: abc.Loader, field: bytes, encoding: str) -> Any:
+    """A COPY text field's value as ``loader`` reads it: ``\\N`` is NULL, escapes are undone."""
+    if field == b"\\N":
+        return None
+    if b"\\" in field:
+        field = _unescape_text(field.decode(encoding)).encode(encoding)
+    return loader.load(field)
+
+
 def text_tuples(
     data: bytes, sink: psycopg.Connection[Any], types: Sequence[int]
 ) -> Iterator[tuple[bytes, Row]]:
@@ -476,16 +486,13 @@ def text_tuples(
     For writing a refused batch row by row (onError skip or deadLetter): not a fast path.
     """
     encoding = sink.info.encoding
-    loaders = [Transformer(sink).get_loader(oid, pq.Format.TEXT) for oid in types]
+    loaders = Transformer(sink)
+    typed = [loaders.get_loader(oid, pq.Format.TEXT) for oid in types]
+    text = loaders.get_loader(TEXT_OID, pq.Format.TEXT)
     for line in data.splitlines(keepends=True):
-        fields = [
-            None if f == NULL else _unescape_text(f) for f in line[:-1].decode(encoding).split("\t")
-        ]
+        fields = line[:-1].split(b"\t")
         try:
-            values = [
-                None if f is None else loader.load(f.encode(encoding))
-                for loader, f in zip(loaders, fields, strict=True)
-            ]
+            values = [load_field(ld, f, encoding) for ld, f in zip(typed, fields, strict=True)]
         except (psycopg.Error, TypeError, ValueError, ArithmeticError):
-            values = fields
+            values = [load_field(text, f, encoding) for f in fields]
         yield line, values

@@ -22,7 +22,6 @@ while a run streams from it (use WAL mode or two files).
 
 from __future__ import annotations
 
-import codecs
 import logging
 import os
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -576,11 +575,12 @@ class SqlSource(Source[SqlSourceSpec]):
         import psycopg
         from psycopg.pq import Format
 
-        from adf_core.connectors.pgcopy import copy_out_batches
+        from adf_core.connectors.pgcopy import copy_out_batches, load_field
 
         compiled = stmt.compile(dialect=self._engine.dialect)
         sql, params = str(compiled), compiled.params
         raw = _psycopg(self._conn)
+        encoding = raw.info.encoding
         with self._conn.begin():
             with raw.cursor() as cur:  # also starts the transaction the COPY runs in
                 cur.execute(f"SELECT * FROM ({sql}) AS adf_probe LIMIT 0", params)
@@ -593,7 +593,7 @@ class SqlSource(Source[SqlSourceSpec]):
             def batch(data: bytes, count: int) -> Batch:
                 last = data[data.rfind(b"\n", 0, len(data) - 1) + 1 : -1].split(b"\t")
                 values = [
-                    None if last[p] == b"\\N" else loader.load(_unescape(last[p]))
+                    load_field(loader, last[p], encoding)
                     for p, loader in zip(self._positions, loaders, strict=True)
                 ]
                 mark = _not_behind(Watermark(*values), after) if values else None
@@ -606,11 +606,6 @@ class SqlSource(Source[SqlSourceSpec]):
             statement = f"COPY ({query}) TO STDOUT"
             for data, count in copy_out_batches(raw, statement, self.spec.batch_size):
                 yield batch(data, count)
-
-
-def _unescape(field: bytes) -> bytes:
-    """Undo COPY text escapes (backslash sequences) in one field."""
-    return codecs.escape_decode(field)[0] if b"\\" in field else field
 
 
 _END = object()
