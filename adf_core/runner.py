@@ -394,12 +394,14 @@ def _loop(
         raw = source.raw_format()
         raw = raw if raw is not None and raw in sink.raw_formats() else None
         touched = validator is not None or steps.needs_rows
+        untouched = raw if not touched and policy == "fail" else None
         request = ReadRequest(
             after,
             window,
             steps.projection,
             spec.max_rows_per_run or None,
-            raw if not touched and policy == "fail" else None,
+            untouched,
+            sink.raw_types() if untouched else None,
         )
         workers = _workers(source, sink, request, raw, validator, steps) if touched else None
         if workers is not None:

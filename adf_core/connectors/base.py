@@ -9,7 +9,7 @@ from the last committed batch and loses or duplicates nothing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -54,6 +54,8 @@ class ReadRequest:
     projection: Projection | None = None
     limit: int | None = None
     raw_format: str | None = None  # the source may yield raw batches in this format
+    # With a raw format: the sink's column types in that format's terms (Sink.raw_types)
+    sink_types: Mapping[str, int] | None = None
 
 
 @dataclass(slots=True)
@@ -183,6 +185,11 @@ class Sink(Connector[SpecT]):
     def raw_formats(self) -> frozenset[str]:
         """Raw batch formats :meth:`write` accepts as they are (known after open)."""
         return frozenset()
+
+    def raw_types(self) -> Mapping[str, int] | None:
+        """The table's column types by name, in the raw formats' own terms (PostgreSQL: type
+        oids), for a source that can send raw rows in a faster form when the types agree."""
+        return None
 
     @abstractmethod
     def read_state(self, flow_id: str) -> Watermark | None:

@@ -6,7 +6,8 @@ two PostgreSQL databases spends most of its own CPU there, and that thread then 
 GIL that the writer thread needs. This loop calls libpq's ``PQgetCopyData`` through psycopg's
 public ``pq`` wrapper instead (≈0.3 µs per row): every CopyData message of a ``COPY TO`` is
 exactly one row (the protocol, and what :meth:`psycopg.Copy.read` documents), so batches are
-cut by counting messages, without scanning for row ends.
+cut by counting messages, without scanning for row ends. In binary, each batch is a whole binary
+COPY stream of its own (header, its rows, trailer) that a sink reads as it is.
 
 The statement runs in the connection's current transaction (the caller has started it); a
 reader closed before the end cancels the statement and drains the connection, so the caller's
@@ -18,11 +19,11 @@ from __future__ import annotations
 import re
 import select
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from operator import is_, itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import abc, errors, pq
@@ -33,6 +34,9 @@ from adf_core.messages import Batch, Row, last_per_key
 
 _COPY_OUT = pq.ExecStatus.COPY_OUT
 _COMMAND_OK = pq.ExecStatus.COMMAND_OK
+BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_BINARY_HEADER = BINARY_SIGNATURE + b"\x00\x00\x00\x00\x00\x00\x00\x00"  # flags, no extension
+_BINARY_TRAILER = b"\xff\xff"
 
 
 class _Wait:
@@ -61,13 +65,22 @@ class _Wait:
             self._read.poll()
 
 
-def copy_out_batches(
-    conn: psycopg.Connection[Any], statement: str, size: int
-) -> Iterator[tuple[bytes, int]]:
-    """Yield ``(COPY text of up to size rows, row count)`` for a complete ``COPY … TO STDOUT``.
+class CopyOut(NamedTuple):
+    """Up to a batch of rows of a ``COPY … TO STDOUT``, unparsed."""
 
-    ``statement`` has its parameters merged already (COPY takes none from the protocol).
-    Database errors are raised as psycopg's exceptions, like the driver's own COPY does.
+    data: bytes  # the rows; binary: a whole binary COPY stream of their own (header, trailer)
+    rows: int
+    last: bytes  # the last row alone (text: its line; binary: its tuple), for its watermark
+
+
+def copy_out_batches(
+    conn: psycopg.Connection[Any], statement: str, size: int, *, binary: bool = False
+) -> Generator[CopyOut, None, None]:
+    """Yield the rows of a complete ``COPY … TO STDOUT`` in batches of up to ``size`` rows.
+
+    ``statement`` has its parameters merged already (COPY takes none from the protocol) and
+    says ``(FORMAT binary)`` exactly when ``binary`` is set. Database errors are raised as
+    psycopg's exceptions, like the driver's own COPY does.
     """
     pgconn = conn.pgconn
     encoding = conn.info.encoding
@@ -80,36 +93,69 @@ def copy_out_batches(
         if first is None:
             raise psycopg.OperationalError("the COPY statement returned no result")
         raise errors.error_from_result(first, encoding=encoding)
+    head, tail = (_BINARY_HEADER, _BINARY_TRAILER) if binary else (b"", b"")
     finished = False
     try:
-        buffer, count, get = bytearray(), 0, pgconn.get_copy_data
+        buffer, count, get = bytearray(head), 0, pgconn.get_copy_data
+        last: bytes | memoryview = b""
+        if binary:  # the server sends the stream's header in front of the first row
+            opening = _message(pgconn, wait, encoding)
+            if opening is None or not opening.startswith(_BINARY_HEADER):
+                raise psycopg.OperationalError("binary COPY data without the expected header")
+            last = opening[len(_BINARY_HEADER) :]
+            if last and last != _BINARY_TRAILER:
+                buffer += last
+                count = 1
         while True:
+            if count == size:
+                buffer += tail
+                yield CopyOut(bytes(buffer), count, bytes(last))
+                del buffer[len(head) :]
+                count = 0
             length, data = get(1)
-            if length > 0:
+            # every message is one row, but for binary COPY's 2-byte trailer (a tuple is longer)
+            if length > 2 or (length > 0 and tail != data):
                 buffer += data
                 count += 1
-                if count == size:
-                    yield bytes(buffer), count
-                    buffer.clear()
-                    count = 0
+                last = data
             elif length == 0:
                 wait.readable()
-            elif length == -1:
+            elif length < 0:
+                _raise_unless_done(length, pgconn, encoding)
                 break
-            else:
-                raise psycopg.OperationalError(
-                    f"error receiving COPY data: {pgconn.get_error_message(encoding)}"
-                )
         while (result := wait.result()) is not None:
             if result.status != _COMMAND_OK:
                 _drain(wait)
                 raise errors.error_from_result(result, encoding=encoding)
         finished = True
         if count:
-            yield bytes(buffer), count
+            buffer += tail
+            yield CopyOut(bytes(buffer), count, bytes(last))
     finally:
         if not finished:
             _cancel(conn, wait)
+
+
+def _message(pgconn: pq.abc.PGconn, wait: _Wait, encoding: str) -> bytes | None:
+    """The next CopyData message, waiting for it; None at the end of the data."""
+    while True:
+        length, data = pgconn.get_copy_data(1)
+        if length > 0:
+            return bytes(data)
+        if length == 0:
+            wait.readable()
+        else:
+            _raise_unless_done(length, pgconn, encoding)
+            return None
+
+
+def _raise_unless_done(length: int, pgconn: pq.abc.PGconn, encoding: str) -> None:
+    """``PQgetCopyData`` returned ``length`` < 0: -1 is the end of the data, anything else an
+    error."""
+    if length != -1:
+        raise psycopg.OperationalError(
+            f"error receiving COPY data: {pgconn.get_error_message(encoding)}"
+        )
 
 
 def _cancel(conn: psycopg.Connection[Any], wait: _Wait) -> None:
@@ -155,9 +201,6 @@ def _row_codec() -> tuple[Parse, Format, Format, Parse] | None:
     return parse_row_text, format_row_text, format_row_binary, parse_row_binary
 
 
-BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
-_BINARY_HEADER = BINARY_SIGNATURE + b"\x00\x00\x00\x00\x00\x00\x00\x00"  # flags, no extension
-_BINARY_TRAILER = b"\xff\xff"
 _INT2, _INT4 = struct.Struct("!h"), struct.Struct("!i")
 BinaryTypes = Callable[[Sequence[str], Sequence[Row]], "list[int] | None"]
 
@@ -445,6 +488,33 @@ class CopyRows:
         return bytes(buffer)
 
 
+# Built-in types whose binary COPY form one server writes and another reads alike, by the form
+# they share (text, varchar and char send the same bytes). Not reg* types (their binary form is
+# an oid of one database), records, arrays or user types: those go as text.
+_PORTABLE_BINARY = (16, 17, 20, 21, 23, 25, 114, 700, 701, 1082, 1083, 1114, 1184, 1186, 1266,
+                    1700, 2950, 3802)  # fmt: skip
+_BINARY_FORMS = {**{oid: oid for oid in _PORTABLE_BINARY}, 1042: 25, 1043: 25}
+
+
+def same_binary_form(source: int, sink: int | None) -> bool:
+    """Whether a value of type oid ``source`` in binary COPY is one a ``sink`` column reads."""
+    form = _BINARY_FORMS.get(source)
+    return form is not None and form == _BINARY_FORMS.get(sink or 0)
+
+
+def binary_fields(data: bytes, position: int = 0) -> tuple[list[bytes | None], int]:
+    """The fields of the binary COPY tuple at ``position`` (None for NULL), and where it ends."""
+    fields: list[bytes | None] = []
+    count = _INT2.unpack_from(data, position)[0]
+    position += _INT2.size
+    for _ in range(count):
+        length = _INT4.unpack_from(data, position)[0]
+        position += _INT4.size
+        fields.append(None if length < 0 else data[position : position + length])
+        position += max(length, 0)
+    return fields, position
+
+
 def binary_tuples(
     data: bytes, sink: psycopg.Connection[Any], types: Sequence[int]
 ) -> Iterator[tuple[bytes, Row]]:
@@ -458,12 +528,9 @@ def binary_tuples(
     loaders = Transformer(sink)
     loaders.set_loader_types(list(types), pq.Format.BINARY)
     position = len(_BINARY_HEADER)
-    while (fields := _INT2.unpack_from(data, position)[0]) != -1:
+    while _INT2.unpack_from(data, position)[0] != -1:
         start = position
-        position += _INT2.size
-        for _ in range(fields):
-            length = _INT4.unpack_from(data, position)[0]
-            position += _INT4.size + max(length, 0)
+        position = binary_fields(data, position)[1]
         row = data[start:position]
         yield _BINARY_HEADER + row + _BINARY_TRAILER, parse(row, loaders)
 

@@ -1,8 +1,9 @@
 """The libpq-level COPY TO reader (adf_core.connectors.pgcopy) on a real server.
 
-Raw runs read their rows through it: batches must hold exactly the rows of the COPY, an error
-in the middle of the statement must surface as the driver's exception, and a reader closed
-early must leave the connection idle in its transaction, ready for the caller's rollback.
+Raw runs read their rows through it: batches must hold exactly the rows of the COPY (in binary,
+each batch a whole COPY stream that a sink reads alone), an error in the middle of the statement
+must surface as the driver's exception, and a reader closed early must leave the connection idle
+in its transaction, ready for the caller's rollback.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
-from adf_core.connectors.pgcopy import copy_out_batches
+from adf_core.connectors.pgcopy import binary_fields, copy_out_batches
 
 pytestmark = pytest.mark.postgres
 ROWS = "SELECT g, E'tab\\there' || g, g % 3 = 0 FROM generate_series(1, 25) g ORDER BY g"
@@ -28,19 +29,45 @@ def conn(new_database: Callable[[str], str]) -> Iterator[psycopg.Connection[tupl
 def test_batches_hold_every_row_once_in_order(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     batches = list(copy_out_batches(conn, f"COPY ({ROWS}) TO STDOUT", 10))
 
-    assert [count for _, count in batches] == [10, 10, 5]
-    lines = b"".join(data for data, _ in batches).splitlines()
-    assert [data.count(b"\n") for data, _ in batches] == [10, 10, 5]
+    assert [batch.rows for batch in batches] == [10, 10, 5]
+    lines = b"".join(batch.data for batch in batches).splitlines()
+    assert [batch.data.count(b"\n") for batch in batches] == [10, 10, 5]
     assert lines[0] == b"1\ttab\\there1\tf"
     assert lines[-1] == b"25\ttab\\there25\tf"
+    assert [batch.last for batch in batches] == [lines[9] + b"\n", lines[19] + b"\n",
+                                                  lines[24] + b"\n"]  # fmt: skip
     with conn.cursor() as cur, cur.copy(f"COPY ({ROWS}) TO STDOUT") as copy:
         expected = b"".join(bytes(row) for row in copy)
-    assert b"".join(data for data, _ in batches) == expected
+    assert b"".join(batch.data for batch in batches) == expected
     assert conn.execute("SELECT 2").fetchone() == (2,)  # the connection is usable afterwards
 
 
-def test_an_empty_result_yields_nothing(conn: psycopg.Connection[tuple[object, ...]]) -> None:
-    assert list(copy_out_batches(conn, "COPY (SELECT 1 WHERE false) TO STDOUT", 10)) == []
+@pytest.mark.parametrize("size", [1, 7, 25, 100])
+def test_binary_batches_are_whole_copy_streams_of_their_rows(
+    conn: psycopg.Connection[tuple[object, ...]], size: int
+) -> None:
+    statement = f"COPY ({ROWS}) TO STDOUT (FORMAT binary)"
+    conn.execute("CREATE TEMP TABLE copied (n int, note text, third bool)")
+
+    batches = list(copy_out_batches(conn, statement, size, binary=True))
+
+    assert [batch.rows for batch in batches] == [min(size, 25 - i) for i in range(0, 25, size)]
+    for batch in batches:  # each one goes into a table on its own, as a sink writes it
+        assert batch.data.startswith(b"PGCOPY\n\xff\r\n\x00") and batch.data.endswith(b"\xff\xff")
+        assert batch.data.endswith(batch.last + b"\xff\xff")
+        with conn.cursor() as cur, cur.copy("COPY copied FROM STDIN (FORMAT binary)") as copy:
+            copy.write(batch.data)
+    assert conn.execute("SELECT * FROM copied").fetchall() == conn.execute(ROWS).fetchall()
+    last = [binary_fields(batch.last)[0][0] for batch in batches]
+    assert last == [min(i + size, 25).to_bytes(4, "big") for i in range(0, 25, size)]
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_an_empty_result_yields_nothing(
+    conn: psycopg.Connection[tuple[object, ...]], binary: bool
+) -> None:
+    statement = "COPY (SELECT 1 WHERE false) TO STDOUT" + (" (FORMAT binary)" if binary else "")
+    assert list(copy_out_batches(conn, statement, 10, binary=binary)) == []
     assert conn.execute("SELECT 3").fetchone() == (3,)
 
 
@@ -72,9 +99,9 @@ def test_closing_early_cancels_and_leaves_the_connection_usable(
     many = "COPY (SELECT g, repeat('x', 200) FROM generate_series(1, 2000000) g) TO STDOUT"
     reader = copy_out_batches(conn, many, 1000)
 
-    data, count = next(reader)
+    batch = next(reader)
     reader.close()
 
-    assert count == 1000 and data.startswith(b"1\t")
+    assert batch.rows == 1000 and batch.data.startswith(b"1\t")
     conn.rollback()
     assert conn.execute("SELECT 6").fetchone() == (6,)

@@ -1,13 +1,15 @@
 """The PostgreSQL fast paths of the SQL connector, on a real server.
 
-Rows that no Python step touches pass as raw COPY text (only each batch's last row is parsed, for
-the watermark); batches from Python go as binary COPY when their first row allows it, and are
-redone as text when a later value does not fit. tests/pg covers the engine on PostgreSQL broadly;
-these pin the edges of the fast paths: escapes in COPY text, `%` in SQL, mixed value types.
+Rows that no Python step touches pass as raw COPY data (only each batch's last row is parsed, for
+the watermark): binary when every column has its sink column's type, text otherwise; batches
+from Python go as binary COPY when their first row allows it, and are redone as text when a later
+value does not fit. tests/pg covers the engine on PostgreSQL broadly; these pin the edges of the
+fast paths: escapes in COPY text, `%` in SQL, mixed value types, types that differ.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,7 +55,7 @@ def source(url: str, **extra: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("mode", ["append", "upsert"])
 def test_raw_copy_keeps_escapes_and_resumes_after_a_text_tie_breaker(
-    run_flow: Run, databases: tuple[str, str], mode: str
+    run_flow: Run, databases: tuple[str, str], mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     src, dst = databases
     sink = {"url": {"value": dst}, "table": "items", "mode": mode, "keys": ["k"]}
@@ -61,7 +63,8 @@ def test_raw_copy_keeps_escapes_and_resumes_after_a_text_tie_breaker(
         sink.pop("keys")
     manifest = flow_manifest(source(src, where="note LIKE '50%' OR note IS NULL"), sink)
 
-    first = run_flow(manifest)
+    with caplog.at_level(logging.INFO, logger="adf.sql"):
+        first = run_flow(manifest)
     with psycopg.connect(src.replace("+psycopg", "")) as conn:
         late = "E'zz\\\\late', timestamptz '2024-01-01 00:15+00', 1, '50% late'"
         conn.execute(f"INSERT INTO items VALUES ({late})")
@@ -69,10 +72,29 @@ def test_raw_copy_keeps_escapes_and_resumes_after_a_text_tie_breaker(
     third = run_flow(manifest)
 
     assert first.exit_code == 0, first.summary
+    assert "rows pass between the databases as binary COPY" in caplog.messages
     assert (first.summary["rowsRead"], second.summary["rowsRead"]) == (60, 1)
     assert third.summary["rowsRead"] == 0
     assert rows(dst) == rows(src)
     assert rows(dst)[0][0] == "key\t1\\x\n"
+
+
+def test_raw_copy_between_other_column_types_goes_as_text(
+    run_flow: Run, databases: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A float column takes the numeric values as their text, which its server reads."""
+    src, dst = databases
+    with psycopg.connect(dst.replace("+psycopg", "")) as conn:
+        conn.execute("ALTER TABLE items ALTER COLUMN price TYPE double precision")
+    sink = {"url": {"value": dst}, "table": "items", "mode": "upsert", "keys": ["k"]}
+
+    with caplog.at_level(logging.INFO, logger="adf.sql"):
+        result = run_flow(flow_manifest(source(src), sink))
+
+    assert result.exit_code == 0, result.summary
+    assert "rows pass between the databases as text COPY" in caplog.messages
+    as_numeric = "SELECT k, at, price::numeric(10, 2), note FROM items ORDER BY at, k"
+    assert rows(dst, as_numeric) == rows(src)
 
 
 def test_raw_copy_backfill_window_and_row_limit(run_flow: Run, databases: tuple[str, str]) -> None:
