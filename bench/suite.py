@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import baselines, data
-from bench.engine import DECLARATIVE_STEPS, PYTHON_STEP, EngineRun, flow, run_engine
+from bench.engine import (
+    DECLARATIVE_STEPS,
+    PYTHON_STEP,
+    EngineRun,
+    compile_engine,
+    flow,
+    run_engine,
+)
 from bench.transforms import SQL_SELECT
 from tests.support import adf, products
 from tests.support.postgres import PostgresServer
@@ -106,6 +113,7 @@ class Bench:
 
     def prepare(self) -> None:
         """Build the PostgreSQL and SQLite sources (not part of any measurement)."""
+        compile_engine()
         self.source_url, self.sink_url = data.build_postgres(self.server, self.rows)
         data.build_sqlite(self.sqlite_source, self.rows)
 
