@@ -100,6 +100,8 @@ def copy_out_batches(
         last: bytes | memoryview = b""
         if binary:  # the server sends the stream's header in front of the first row
             opening = _message(pgconn, wait, encoding)
+            if opening is None:  # the statement failed before its first row: its result says why
+                _raise_for_results(wait, encoding)
             if opening is None or not opening.startswith(_BINARY_HEADER):
                 raise psycopg.OperationalError("binary COPY data without the expected header")
             last = opening[len(_BINARY_HEADER) :]
@@ -123,10 +125,7 @@ def copy_out_batches(
             elif length < 0:
                 _raise_unless_done(length, pgconn, encoding)
                 break
-        while (result := wait.result()) is not None:
-            if result.status != _COMMAND_OK:
-                _drain(wait)
-                raise errors.error_from_result(result, encoding=encoding)
+        _raise_for_results(wait, encoding)
         finished = True
         if count:
             buffer += tail
@@ -147,6 +146,14 @@ def _message(pgconn: pq.abc.PGconn, wait: _Wait, encoding: str) -> bytes | None:
         else:
             _raise_unless_done(length, pgconn, encoding)
             return None
+
+
+def _raise_for_results(wait: _Wait, encoding: str) -> None:
+    """Read the statement's results once its data has ended; raise the error of a failed one."""
+    while (result := wait.result()) is not None:
+        if result.status != _COMMAND_OK:
+            _drain(wait)
+            raise errors.error_from_result(result, encoding=encoding)
 
 
 def _raise_unless_done(length: int, pgconn: pq.abc.PGconn, encoding: str) -> None:

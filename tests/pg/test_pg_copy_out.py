@@ -71,13 +71,16 @@ def test_an_empty_result_yields_nothing(
     assert conn.execute("SELECT 3").fetchone() == (3,)
 
 
+@pytest.mark.parametrize("binary", [False, True])
+@pytest.mark.parametrize("failing_row", [1, 50])
 def test_an_error_mid_statement_is_the_drivers_exception(
-    conn: psycopg.Connection[tuple[object, ...]],
+    conn: psycopg.Connection[tuple[object, ...]], binary: bool, failing_row: int
 ) -> None:
-    failing = "COPY (SELECT 10 / (50 - g) FROM generate_series(1, 100000) g) TO STDOUT"
+    failing = f"COPY (SELECT 10 / ({failing_row} - g) FROM generate_series(1, 100000) g) TO STDOUT"
+    failing += " (FORMAT binary)" if binary else ""
 
     with pytest.raises(psycopg.errors.DivisionByZero):
-        for _ in copy_out_batches(conn, failing, 7):
+        for _ in copy_out_batches(conn, failing, 7, binary=binary):
             pass
 
     conn.rollback()
