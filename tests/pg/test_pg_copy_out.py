@@ -96,15 +96,18 @@ def test_a_refused_statement_is_the_drivers_exception(
     assert conn.execute("SELECT 5").fetchone() == (5,)
 
 
+@pytest.mark.parametrize("binary", [False, True])
 def test_closing_early_cancels_and_leaves_the_connection_usable(
-    conn: psycopg.Connection[tuple[object, ...]],
+    conn: psycopg.Connection[tuple[object, ...]], binary: bool
 ) -> None:
     many = "COPY (SELECT g, repeat('x', 200) FROM generate_series(1, 2000000) g) TO STDOUT"
-    reader = copy_out_batches(conn, many, 1000)
+    reader = copy_out_batches(conn, many + (" (FORMAT binary)" if binary else ""), 1000,
+                              binary=binary)  # fmt: skip
 
     batch = next(reader)
     reader.close()
 
-    assert batch.rows == 1000 and batch.data.startswith(b"1\t")
+    assert batch.rows == 1000
+    assert batch.data.startswith(b"PGCOPY\n\xff\r\n\x00" if binary else b"1\t")
     conn.rollback()
     assert conn.execute("SELECT 6").fetchone() == (6,)
