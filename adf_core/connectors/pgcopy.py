@@ -74,17 +74,18 @@ class CopyOut(NamedTuple):
 
 
 def copy_out_batches(
-    conn: psycopg.Connection[Any], statement: str, size: int, *, binary: bool = False
+    conn: psycopg.Connection[Any], select: str, size: int, *, binary: bool = False
 ) -> Generator[CopyOut, None, None]:
-    """Yield the rows of a complete ``COPY … TO STDOUT`` in batches of up to ``size`` rows.
+    """Yield the rows of ``COPY (select) TO STDOUT``, as text or binary, in batches of up to
+    ``size`` rows.
 
-    ``statement`` has its parameters merged already (COPY takes none from the protocol) and
-    says ``(FORMAT binary)`` exactly when ``binary`` is set. Database errors are raised as
-    psycopg's exceptions, like the driver's own COPY does.
+    ``select`` has its parameters merged already (COPY takes none from the protocol). Database
+    errors are raised as psycopg's exceptions, like the driver's own COPY does.
     """
     pgconn = conn.pgconn
     encoding = conn.info.encoding
     wait = _Wait(pgconn)
+    statement = f"COPY ({select}) TO STDOUT" + (" (FORMAT binary)" if binary else "")
     pgconn.send_query(statement.encode(encoding))
     wait.flush()
     first = wait.result()

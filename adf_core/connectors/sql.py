@@ -625,8 +625,7 @@ class SqlSource(Source[SqlSourceSpec]):
             query = (
                 psycopg.ClientCursor(raw).mogrify(sql, params) if params else sql.replace("%%", "%")
             )
-            statement = f"COPY ({query}) TO STDOUT" + (" (FORMAT binary)" if binary else "")
-            for out in copy_out_batches(raw, statement, self.spec.batch_size, binary=binary):
+            for out in copy_out_batches(raw, query, self.spec.batch_size, binary=binary):
                 yield batch(*out)
 
 

@@ -27,7 +27,7 @@ def conn(new_database: Callable[[str], str]) -> Iterator[psycopg.Connection[tupl
 
 
 def test_batches_hold_every_row_once_in_order(conn: psycopg.Connection[tuple[object, ...]]) -> None:
-    batches = list(copy_out_batches(conn, f"COPY ({ROWS}) TO STDOUT", 10))
+    batches = list(copy_out_batches(conn, ROWS, 10))
 
     assert [batch.rows for batch in batches] == [10, 10, 5]
     lines = b"".join(batch.data for batch in batches).splitlines()
@@ -46,10 +46,9 @@ def test_batches_hold_every_row_once_in_order(conn: psycopg.Connection[tuple[obj
 def test_binary_batches_are_whole_copy_streams_of_their_rows(
     conn: psycopg.Connection[tuple[object, ...]], size: int
 ) -> None:
-    statement = f"COPY ({ROWS}) TO STDOUT (FORMAT binary)"
     conn.execute("CREATE TEMP TABLE copied (n int, note text, third bool)")
 
-    batches = list(copy_out_batches(conn, statement, size, binary=True))
+    batches = list(copy_out_batches(conn, ROWS, size, binary=True))
 
     assert [batch.rows for batch in batches] == [min(size, 25 - i) for i in range(0, 25, size)]
     for batch in batches:  # each one goes into a table on its own, as a sink writes it
@@ -66,8 +65,7 @@ def test_binary_batches_are_whole_copy_streams_of_their_rows(
 def test_an_empty_result_yields_nothing(
     conn: psycopg.Connection[tuple[object, ...]], binary: bool
 ) -> None:
-    statement = "COPY (SELECT 1 WHERE false) TO STDOUT" + (" (FORMAT binary)" if binary else "")
-    assert list(copy_out_batches(conn, statement, 10, binary=binary)) == []
+    assert list(copy_out_batches(conn, "SELECT 1 WHERE false", 10, binary=binary)) == []
     assert conn.execute("SELECT 3").fetchone() == (3,)
 
 
@@ -76,8 +74,7 @@ def test_an_empty_result_yields_nothing(
 def test_an_error_mid_statement_is_the_drivers_exception(
     conn: psycopg.Connection[tuple[object, ...]], binary: bool, failing_row: int
 ) -> None:
-    failing = f"COPY (SELECT 10 / ({failing_row} - g) FROM generate_series(1, 100000) g) TO STDOUT"
-    failing += " (FORMAT binary)" if binary else ""
+    failing = f"SELECT 10 / ({failing_row} - g) FROM generate_series(1, 100000) g"
 
     with pytest.raises(psycopg.errors.DivisionByZero):
         for _ in copy_out_batches(conn, failing, 7, binary=binary):
@@ -91,7 +88,7 @@ def test_a_refused_statement_is_the_drivers_exception(
     conn: psycopg.Connection[tuple[object, ...]],
 ) -> None:
     with pytest.raises(psycopg.errors.UndefinedTable):
-        list(copy_out_batches(conn, "COPY (SELECT * FROM missing) TO STDOUT", 7))
+        list(copy_out_batches(conn, "SELECT * FROM missing", 7))
     conn.rollback()
     assert conn.execute("SELECT 5").fetchone() == (5,)
 
@@ -100,9 +97,8 @@ def test_a_refused_statement_is_the_drivers_exception(
 def test_closing_early_cancels_and_leaves_the_connection_usable(
     conn: psycopg.Connection[tuple[object, ...]], binary: bool
 ) -> None:
-    many = "COPY (SELECT g, repeat('x', 200) FROM generate_series(1, 2000000) g) TO STDOUT"
-    reader = copy_out_batches(conn, many + (" (FORMAT binary)" if binary else ""), 1000,
-                              binary=binary)  # fmt: skip
+    many = "SELECT g, repeat('x', 200) FROM generate_series(1, 2000000) g"
+    reader = copy_out_batches(conn, many, 1000, binary=binary)
 
     batch = next(reader)
     reader.close()
