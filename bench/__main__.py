@@ -32,7 +32,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run only this group of figures (repeatable)",
     )
     parser.add_argument(
-        "--repeat", type=int, default=1, help="take each measurement N times, keep the fastest"
+        "--repeat",
+        type=int,
+        default=3,
+        help="rounds: each measurement runs once per round, the fastest run counts",
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--markdown", type=Path, help="also write the tables as Markdown here")
@@ -107,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
     context = (
-        f"{args.rows:,} products, fastest of {args.repeat} run(s), {os.cpu_count()} CPUs, "
+        f"{args.rows:,} products, fastest of {args.repeat} interleaved run(s), "
+        f"{os.cpu_count()} CPUs, "
         f"load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after"
     )
     console.print(context)
@@ -125,7 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         report = {
             "rows": args.rows,
             "context": context,
-            "measurements": {n: m.as_json() for n, m in bench.results.items()},
+            "measurements": {
+                n: {**m.as_json(), "runs": [round(s, 3) for s in bench.seconds[n]]}
+                for n, m in bench.results.items()
+            },
             "errors": bench.errors,
             "figures": [f.as_json() for f in figures],
         }

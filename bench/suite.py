@@ -105,7 +105,8 @@ class Bench:
     workdir: Path
     profile_dir: Path | None = None
     repeat: int = 1
-    results: dict[str, Measurement] = field(default_factory=dict)
+    results: dict[str, Measurement] = field(default_factory=dict)  # the fastest run of each
+    seconds: dict[str, list[float]] = field(default_factory=dict)  # every run, in order
     errors: dict[str, str] = field(default_factory=dict)
     profiles: list[Path] = field(default_factory=list)
     source_url: str = ""
@@ -126,14 +127,24 @@ class Bench:
         return min(self.rows, PANDAS_SAMPLE)
 
     def measure(self, name: str) -> Measurement | None:
-        """The measurement `name`, taken now unless already taken (None when it failed)."""
+        """The fastest run of `name` so far, taking one now if there is none (None: it failed)."""
         if name not in self.results and name not in self.errors:
-            try:  # the fastest of `repeat` runs: the others lost time to something else
-                runs = [MEASUREMENTS[name](self) for _ in range(self.repeat)]
-                self.results[name] = min(runs, key=lambda m: m.seconds)
-            except Exception as exc:  # one broken path must not hide the others' figures
-                self.errors[name] = str(exc)
+            self.sample(name)
         return self.results.get(name)
+
+    def sample(self, name: str) -> None:
+        """Run `name` once more and keep it if it is the fastest; a failure ends its runs."""
+        if name in self.errors:
+            return
+        try:
+            run = MEASUREMENTS[name](self)
+        except Exception as exc:  # one broken path must not hide the others' figures
+            self.errors[name] = str(exc)
+            return
+        self.seconds.setdefault(name, []).append(run.seconds)
+        best = self.results.get(name)
+        if best is None or run.seconds < best.seconds:
+            self.results[name] = run
 
     # --- helpers shared by the measurements -----------------------------------------------
 
@@ -319,8 +330,26 @@ def rows_check(bench: Bench) -> list[str]:
     ]
 
 
+def measurements_of(groups: list[str]) -> list[str]:
+    """The measurements the groups' figures need, each once, in the order of COMPARISONS: an
+    engine run next to its baseline, and every upsert into an empty target before the upsert
+    into the target it filled."""
+    names = [n for c in COMPARISONS if c.group in groups for n in (c.engine, c.baseline)]
+    if "rss" in groups:
+        names.append("adf_append")
+    return list(dict.fromkeys(names))
+
+
 def run(bench: Bench, groups: list[str]) -> list[Figure]:
-    """All figures of the chosen groups, in the order of COMPARISONS (RSS last)."""
+    """All figures of the chosen groups, in the order of COMPARISONS (RSS last).
+
+    Every measurement runs once per round, `repeat` rounds, and keeps its fastest run. Rounds
+    interleave an engine run with its baseline, so that a busier minute of a shared machine
+    slows both sides of a ratio instead of only the side measured in it.
+    """
+    for _ in range(bench.repeat):
+        for name in measurements_of(groups):
+            bench.sample(name)
     figures = [compare(bench, c) for c in COMPARISONS if c.group in groups]
     if "rss" in groups:
         figures.append(peak_rss(bench))
