@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             "rows": args.rows,
             "context": context,
             "measurements": {
-                n: {**m.as_json(), "runs": [round(s, 3) for s in bench.seconds[n]]}
+                n: {**m.as_json(), "runs": [round(r.seconds, 3) for r in bench.runs[n]]}
                 for n, m in bench.results.items()
             },
             "errors": bench.errors,
