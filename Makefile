@@ -25,7 +25,7 @@ install: $(STAMP) ## Create .venv and install the project editable with dev extr
 lint: $(STAMP) ## ruff, mypy and the import contract (adf_core never imports the operator)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy adf_core adf_operator devcluster soak
+	$(VENV)/bin/mypy adf_core adf_operator devcluster soak bench
 	$(VENV)/bin/lint-imports
 
 crds: $(STAMP) ## Regenerate the CRDs (manifests/crds, the chart's crds/, manifests/install)

@@ -17,7 +17,6 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config, watch
+from kubernetes import client
 
 from adf_core.spec import API_GROUP, API_VERSION
 from adf_operator import names
@@ -115,49 +114,12 @@ def peak_rss_mb(pid: int) -> float:
     raise RuntimeError("no VmHWM in /proc status")
 
 
-class Watcher(threading.Thread):
-    """Records when each object of `plural` is first seen on a watch matching `seen_when`
-    (local monotonic clock): DataFlowRuns created, DataFlows marked by the heartbeat."""
-
-    def __init__(
-        self,
-        api: client.CustomObjectsApi,
-        plural: str,
-        expected: int,
-        seen_when: Any = lambda _obj: True,
-    ) -> None:
-        super().__init__(daemon=True)
-        self.api, self.plural, self.expected, self.seen_when = api, plural, expected, seen_when
-        self.seen: dict[str, float] = {}
-        self.started = threading.Event()
-        self._watch = watch.Watch()
-
-    def run(self) -> None:
-        self.started.set()
-        for event in self._watch.stream(
-            self.api.list_namespaced_custom_object, API_GROUP, API_VERSION, NAMESPACE,
-            self.plural, timeout_seconds=600,
-        ):  # fmt: skip
-            obj = event["object"]
-            if self.seen_when(obj):
-                self.seen.setdefault(obj["metadata"]["name"], time.perf_counter())
-            if len(self.seen) >= self.expected:
-                break
-
-    def stop(self) -> None:
-        self._watch.stop()
-
-
 def measure(flows: int, workdir: Path, log: Any) -> Result:
     cluster = ControlPlane(state_dir=workdir / "cluster")
     with cluster:
         stop_group(cluster.pids.pop("podrunner"))  # runs are created, not executed (see above)
-        kubeconfig = str(cluster.kubeconfig_path)
         service_kubeconfig = scale.prepare_cluster(cluster, NAMESPACE)
-        configuration = client.Configuration()
-        config.load_kube_config(kubeconfig, client_configuration=configuration)
-        configuration.connection_pool_maxsize = 16
-        api = client.CustomObjectsApi(client.ApiClient(configuration))
+        api = client.CustomObjectsApi(scale.admin_client(cluster.kubeconfig_path))
         env = {**os.environ, "KUBECONFIG": str(service_kubeconfig)}
         token_file = workdir / "token"
         token_file.write_text(TOKEN)
@@ -186,21 +148,17 @@ def measure(flows: int, workdir: Path, log: Any) -> Result:
                 ), range(flows)))  # fmt: skip
             created = datetime.now(UTC)
 
-            def reconciled() -> bool:
-                items = api.list_namespaced_custom_object(
-                    API_GROUP, API_VERSION, NAMESPACE, names.FLOW_PLURAL
-                )["items"]
-                return sum(1 for f in items if (f.get("status") or {}).get("conditions")) >= flows
-
             log("waiting for the operator to accept every flow")
-            wait(reconciled, 600, "the operator's first status on every flow")
+            wait(lambda: scale.every_flow_accepted(api, NAMESPACE, flows), 600,
+                 "the operator's first status on every flow")  # fmt: skip
             log("waiting for a slot after the flows' creation")
             wait(lambda: datetime.now(UTC).replace(second=0, microsecond=0) > created, 70, "a slot")
             base = f"http://127.0.0.1:{port}"
             wait(lambda: _ok(base + "/readyz"), 60, "the heartbeat's /readyz")
 
-            watcher = Watcher(api, names.RUN_PLURAL, flows)
-            marks = Watcher(api, names.FLOW_PLURAL, flows, _marked)
+            listing = (api.list_namespaced_custom_object, API_GROUP, API_VERSION, NAMESPACE)
+            watcher = scale.FirstSeen(*listing, names.RUN_PLURAL, expected=flows)
+            marks = scale.FirstSeen(*listing, names.FLOW_PLURAL, expected=flows, seen_when=_marked)
             for thread in (watcher, marks):
                 thread.start()
                 thread.started.wait(10)

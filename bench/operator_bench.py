@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config, watch
+from kubernetes import client
 
 from adf_core.spec import API_GROUP, API_VERSION
 from adf_operator import names
@@ -80,38 +79,12 @@ def flow(name: str) -> dict[str, Any]:
     }
 
 
-class FirstSeen(threading.Thread):
-    """Records when each object of a kind is first seen on a watch (local monotonic clock)."""
-
-    def __init__(self, list_call: Callable[..., Any], *args: str, expected: int) -> None:
-        super().__init__(daemon=True)
-        self.list_call, self.args, self.expected = list_call, args, expected
-        self.seen: dict[str, float] = {}
-        self.started = threading.Event()
-        self._watch = watch.Watch()
-
-    def run(self) -> None:
-        self.started.set()
-        for event in self._watch.stream(self.list_call, *self.args, timeout_seconds=600):
-            name = event["raw_object"]["metadata"]["name"]
-            self.seen.setdefault(name, time.perf_counter())
-            if len(self.seen) >= self.expected:
-                break
-
-    def stop(self) -> None:
-        self._watch.stop()
-
-
 def measure(flows: int, workdir: Path, log: Callable[[str], None]) -> Result:
     cluster = ControlPlane(state_dir=workdir / "cluster")
     with cluster:
         stop_group(cluster.pids.pop("podrunner"))  # Jobs are created, not executed
-        kubeconfig = str(cluster.kubeconfig_path)
         operator_kubeconfig = scale.prepare_cluster(cluster, NAMESPACE)
-        configuration = client.Configuration()
-        config.load_kube_config(kubeconfig, client_configuration=configuration)
-        configuration.connection_pool_maxsize = 16
-        api_client = client.ApiClient(configuration)
+        api_client = scale.admin_client(cluster.kubeconfig_path)
         custom, batch = client.CustomObjectsApi(api_client), client.BatchV1Api(api_client)
         env = {**os.environ, "KUBECONFIG": str(operator_kubeconfig)}
         operator = [sys.executable, "-m", "adf_operator", f"--namespace={NAMESPACE}",
@@ -125,20 +98,15 @@ def measure(flows: int, workdir: Path, log: Callable[[str], None]) -> Result:
                 API_GROUP, API_VERSION, NAMESPACE, names.FLOW_PLURAL, flow(f"flow-{i:04d}")
             ), range(flows)))  # fmt: skip
 
-            def reconciled() -> bool:
-                items = custom.list_namespaced_custom_object(
-                    API_GROUP, API_VERSION, NAMESPACE, names.FLOW_PLURAL
-                )["items"]
-                return sum(1 for f in items if (f.get("status") or {}).get("conditions")) >= flows
-
             log("waiting for the operator to accept every flow")
-            wait(reconciled, 600, "the operator's first status on every flow")
+            wait(lambda: scale.every_flow_accepted(custom, NAMESPACE, flows), 600,
+                 "the operator's first status on every flow")  # fmt: skip
             slot = datetime.now(UTC).replace(second=0, microsecond=0)
             patch = {"metadata": {"annotations": {
                 names.SCHEDULED_TIME: slot.strftime("%Y-%m-%dT%H:%M:%SZ"), names.MISSED_SLOTS: "0",
             }}}  # fmt: skip
             watchers = [
-                FirstSeen(
+                scale.FirstSeen(
                     custom.list_namespaced_custom_object,
                     API_GROUP,
                     API_VERSION,
@@ -146,7 +114,7 @@ def measure(flows: int, workdir: Path, log: Callable[[str], None]) -> Result:
                     names.RUN_PLURAL,
                     expected=flows,
                 ),
-                FirstSeen(batch.list_namespaced_job, NAMESPACE, expected=flows),
+                scale.FirstSeen(batch.list_namespaced_job, NAMESPACE, expected=flows),
             ]
             for watcher in watchers:
                 watcher.start()

@@ -9,11 +9,17 @@ import json
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
+from kubernetes import client, config, watch
+
+from adf_core.spec import API_GROUP, API_VERSION
+from adf_operator import names
 from devcluster.controlplane import ControlPlane, kubeconfig, tools_bin_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +50,59 @@ def prepare_cluster(cluster: ControlPlane, namespace: str) -> Path:
     ca = (cluster.state_dir / "pki" / "ca.crt").read_bytes()
     path.write_text(kubeconfig(cluster.server, ca, {"token": token.strip()}, namespace))
     return path
+
+
+def admin_client(kubeconfig_path: Path) -> client.ApiClient:
+    """A client of the control plane as its admin, pooled for the benchmarks' 16 threads."""
+    configuration = client.Configuration()
+    config.load_kube_config(  # type: ignore[no-untyped-call]
+        str(kubeconfig_path), client_configuration=configuration
+    )
+    configuration.connection_pool_maxsize = 16
+    return client.ApiClient(configuration)
+
+
+def every_flow_accepted(api: client.CustomObjectsApi, namespace: str, flows: int) -> bool:
+    """Whether the operator has written a first status (its conditions) on `flows` DataFlows."""
+    listed = api.list_namespaced_custom_object(API_GROUP, API_VERSION, namespace,
+                                               names.FLOW_PLURAL)  # fmt: skip
+    items = cast(dict[str, Any], listed)["items"]
+    return sum(1 for f in items if (f.get("status") or {}).get("conditions")) >= flows
+
+
+class FirstSeen(threading.Thread):
+    """Records when each object listed by ``list_call(*args)`` is first seen on a watch that
+    matches ``seen_when`` (on the local monotonic clock), until ``expected`` were."""
+
+    def __init__(
+        self,
+        list_call: Callable[..., Any],
+        *args: str,
+        expected: int,
+        seen_when: Callable[[dict[str, Any]], bool] = lambda _obj: True,
+    ) -> None:
+        super().__init__(daemon=True)
+        self.list_call, self.args, self.expected, self.seen_when = (
+            list_call, args, expected, seen_when,
+        )  # fmt: skip
+        self.seen: dict[str, float] = {}
+        self.started = threading.Event()
+        self._watch = watch.Watch()  # type: ignore[no-untyped-call]
+
+    def run(self) -> None:
+        self.started.set()
+        events = self._watch.stream(  # type: ignore[no-untyped-call]
+            self.list_call, *self.args, timeout_seconds=600
+        )
+        for event in events:
+            obj = event["raw_object"]  # the object as the API sent it, whatever its kind
+            if self.seen_when(obj):
+                self.seen.setdefault(obj["metadata"]["name"], time.perf_counter())
+            if len(self.seen) >= self.expected:
+                break
+
+    def stop(self) -> None:
+        self._watch.stop()  # type: ignore[no-untyped-call]
 
 
 class Result(Protocol):
