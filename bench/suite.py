@@ -105,7 +105,6 @@ class Bench:
     workdir: Path
     profile_dir: Path | None = None
     repeat: int = 1
-    results: dict[str, Measurement] = field(default_factory=dict)  # the fastest run of each
     runs: dict[str, list[Measurement]] = field(default_factory=dict)  # every run, in order
     errors: dict[str, str] = field(default_factory=dict)
     profiles: list[Path] = field(default_factory=list)
@@ -126,14 +125,19 @@ class Bench:
     def pandas_rows(self) -> int:
         return min(self.rows, PANDAS_SAMPLE)
 
+    @property
+    def results(self) -> dict[str, Measurement]:
+        """The fastest run of each measurement, in the order they were first taken."""
+        return {name: min(runs, key=lambda m: m.seconds) for name, runs in self.runs.items()}
+
     def measure(self, name: str) -> Measurement | None:
         """The fastest run of `name` so far, taking one now if there is none (None: it failed)."""
-        if name not in self.results and name not in self.errors:
+        if name not in self.runs and name not in self.errors:
             self.sample(name)
         return self.results.get(name)
 
     def sample(self, name: str) -> None:
-        """Run `name` once more and keep it if it is the fastest; a failure ends its runs."""
+        """Run `name` once more; a failure ends its runs."""
         if name in self.errors:
             return
         try:
@@ -142,9 +146,6 @@ class Bench:
             self.errors[name] = str(exc)
             return
         self.runs.setdefault(name, []).append(run)
-        best = self.results.get(name)
-        if best is None or run.seconds < best.seconds:
-            self.results[name] = run
 
     # --- helpers shared by the measurements -----------------------------------------------
 

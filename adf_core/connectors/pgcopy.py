@@ -516,9 +516,9 @@ class CopyRows:
 # Built-in types whose binary COPY form one server writes and another reads alike, by the form
 # they share (text, varchar and char send the same bytes). Not reg* types (their binary form is
 # an oid of one database), records, arrays or user types: those go as text.
-_PORTABLE_BINARY = (16, 17, 20, 21, 23, 25, 114, 700, 701, 1082, 1083, 1114, 1184, 1186, 1266,
-                    1700, 2950, 3802)  # fmt: skip
-_BINARY_FORMS = {**{oid: oid for oid in _PORTABLE_BINARY}, 1042: 25, 1043: 25}
+_PORTABLE_BINARY = (16, 17, 20, 21, 23, TEXT_OID, 114, 700, 701, 1082, 1083, 1114, 1184, 1186,
+                    1266, 1700, 2950, 3802)  # fmt: skip
+_BINARY_FORMS = {**{oid: oid for oid in _PORTABLE_BINARY}, 1042: TEXT_OID, 1043: TEXT_OID}
 
 
 def same_binary_form(source: int, sink: int | None) -> bool:
