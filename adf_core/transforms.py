@@ -24,6 +24,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -195,21 +196,43 @@ def _row_step(
     return set_
 
 
+_RAISED = object()  # in place of the result of a call that raised
+
+
+def _call_each(
+    function: Callable[[Record], Any], records: list[Record], origin: list[int], name: str
+) -> tuple[list[Any], StepFailures]:
+    """``function(record)`` for every record, and a failure for each call that raised.
+
+    The calls run in C's loop (``list.extend`` over ``map``), which keeps what it appended
+    when a call raises and then goes on from the next record; a Python loop with a ``try``
+    per row costs 0.25 µs more per row (measured), a third of a small step's cost.
+    """
+    results: list[Any] = []
+    failed: StepFailures = []
+    remaining = iter(records)
+    while True:
+        try:
+            results.extend(map(function, remaining))
+            return results, failed
+        except Exception as exc:  # user code: any exception is a row failure
+            failed.append((origin[len(results)], f"{name} raised {type(exc).__name__}: {exc}"))
+            results.append(_RAISED)
+
+
 def _python_step(step: PythonStep, field: str, base_dir: Path | None) -> RowStep:
     function = load_callable(step, f"{field}.callable", base_dir)
     name = step.callable
 
     def run(records: list[Record], origin: list[int]) -> StepFailures:
+        results, failed = _call_each(function, records, origin, name)
+        if not failed and set(map(type, results)) <= {dict}:  # a dict for every row
+            records[:] = results
+            return failed
         out: list[Record] = []
         out_origin: list[int] = []
-        failed: StepFailures = []
-        for record, source_index in zip(records, origin, strict=True):
-            try:
-                result = function(record)
-            except Exception as exc:  # user code: any exception is a row failure
-                failed.append((source_index, f"{name} raised {type(exc).__name__}: {exc}"))
-                continue
-            if result is None:
+        for result, source_index in zip(results, origin, strict=True):
+            if result is None or result is _RAISED:
                 continue
             if isinstance(result, dict):
                 out.append(result)
@@ -227,6 +250,7 @@ def _python_step(step: PythonStep, field: str, base_dir: Path | None) -> RowStep
                 )
         records[:] = out
         origin[:] = out_origin
+        failed.sort(key=itemgetter(0))  # in row order, whichever way each row failed
         return failed
 
     return run

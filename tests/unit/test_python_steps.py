@@ -1,0 +1,63 @@
+"""A python step over a batch: what each row's call gives, and the failures, in row order."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from adf_core import transforms
+from adf_core.spec import PythonStep, TransformStep
+
+STEP = """
+def f(row):
+    n = row["n"]
+    if n == 2:
+        raise ValueError("two")
+    if n == 3:
+        return None
+    if n == 4:
+        return [dict(row, copy=1), dict(row, copy=2)]
+    if n == 5:
+        return 42
+    if n == 6:
+        raise KeyError("six")
+    row["double"] = 2 * n
+    return row
+"""
+
+
+def run(
+    tmp_path: Path, module: str, rows: list[dict[str, int]]
+) -> tuple[list[dict[str, Any]], list[int], list[tuple[int, str]]]:
+    (tmp_path / f"{module}.py").write_text(STEP)
+    step = TransformStep(python=PythonStep(callable=f"{module}:f", path=str(tmp_path)))
+    plan = transforms.plan([step], ["n"], run_start=datetime.now(UTC), push_down=False)
+    records: list[dict[str, Any]] = [dict(r) for r in rows]
+    origin = [10 * i for i in range(len(rows))]
+    failures = plan.steps[0](records, origin)
+    return records, origin, failures
+
+
+def test_every_row_kept_as_its_dict(tmp_path: Path) -> None:
+    records, origin, failures = run(tmp_path, "kept_step", [{"n": 1}, {"n": 7}])
+    assert records == [{"n": 1, "double": 2}, {"n": 7, "double": 14}]
+    assert (origin, failures) == ([0, 10], [])
+
+
+def test_dropped_expanded_and_failed_rows(tmp_path: Path) -> None:
+    rows = [{"n": n} for n in range(1, 8)]
+    records, origin, failures = run(tmp_path, "mixed_step", rows)
+
+    assert records == [
+        {"n": 1, "double": 2},
+        {"n": 4, "copy": 1},
+        {"n": 4, "copy": 2},
+        {"n": 7, "double": 14},
+    ]
+    assert origin == [0, 30, 30, 60]
+    assert failures == [
+        (10, "mixed_step:f raised ValueError: two"),
+        (40, "mixed_step:f returned int; expected a dict, a list of dicts or None"),
+        (50, "mixed_step:f raised KeyError: 'six'"),
+    ]
