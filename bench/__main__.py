@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -112,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     context = (
         f"{args.rows:,} products, fastest of {args.repeat} interleaved run(s), "
         f"{os.cpu_count()} CPUs, "
-        f"load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after"
+        f"load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after, "
+        f"Python {platform.python_version()} ({os.path.realpath(sys.executable)})"
     )
     console.print(context)
     console.print(measurements_table(bench))
