@@ -194,7 +194,7 @@ def run(
     ] = None,
 ) -> None:
     """Run a DataFlow once: read, transform, write, checkpoint; print the summary."""
-    with gc_paused():
+    with gc_paused(freeze=_runs_a_flow()):  # frozen only in adf's own process
         from adf_core.connectors.base import Window
         from adf_core.runner import execute
 
