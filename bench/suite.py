@@ -339,11 +339,16 @@ def rows_check(bench: Bench) -> list[str]:
     ]
 
 
-def measurements_of(groups: list[str]) -> list[str]:
+def measurements_of(groups: list[str], *, baseline_first: bool = False) -> list[str]:
     """The measurements the groups' figures need, each once, in the order of COMPARISONS: an
-    engine run next to its baseline, and every upsert into an empty target before the upsert
-    into the target it filled."""
-    names = [n for c in COMPARISONS if c.group in groups for n in (c.engine, c.baseline)]
+    engine run next to its baseline (after it with ``baseline_first``), and every upsert into an
+    empty target before the upsert into the target it filled."""
+    names = [
+        n
+        for c in COMPARISONS
+        if c.group in groups
+        for n in ((c.baseline, c.engine) if baseline_first else (c.engine, c.baseline))
+    ]
     if "rss" in groups:
         names.append("adf_append")
     return list(dict.fromkeys(names))
@@ -354,10 +359,13 @@ def run(bench: Bench, groups: list[str]) -> list[Figure]:
 
     Every measurement runs once per round, `repeat` rounds, and keeps its fastest run. Rounds
     interleave an engine run with its baseline, so that a busier minute of a shared machine
-    slows both sides of a ratio instead of only the side measured in it.
+    slows both sides of a ratio instead of only the side measured in it; every other round runs
+    the baseline of each pair first, so that neither side is always the one that follows the
+    previous pair (a run right after the long SQLAlchemy and pandas baselines took 5-10 % longer
+    than alone, measured).
     """
-    for _ in range(bench.repeat):
-        for name in measurements_of(groups):
+    for number in range(bench.repeat):
+        for name in measurements_of(groups, baseline_first=number % 2 == 1):
             bench.sample(name)
     figures = [compare(bench, c) for c in COMPARISONS if c.group in groups]
     if "rss" in groups:

@@ -22,5 +22,17 @@ def test_upserts_into_empty_targets_come_before_upserts_into_the_targets_they_fi
     assert names == ["adf_upsert_empty", "pipe_upsert_empty", "adf_upsert_full", "pipe_upsert_full"]
 
 
+def test_every_other_round_runs_each_baseline_first() -> None:
+    assert measurements_of(["upsert", "declarative"], baseline_first=True) == [
+        "pipe_upsert_empty",
+        "adf_upsert_empty",
+        "pipe_upsert_full",
+        "adf_upsert_full",
+        "pipe_declarative",
+        "adf_declarative",
+    ]
+    assert sorted(measurements_of(GROUPS, baseline_first=True)) == sorted(MEASUREMENTS)
+
+
 def test_the_memory_figure_alone_needs_one_engine_run() -> None:
     assert measurements_of(["rss"]) == ["adf_append"]
