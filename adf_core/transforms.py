@@ -205,8 +205,8 @@ def _call_each(
     """``function(record)`` for every record, and a failure for each call that raised.
 
     The calls run in C's loop (``list.extend`` over ``map``), which keeps what it appended
-    when a call raises and then goes on from the next record; a Python loop with a ``try``
-    per row costs 0.25 µs more per row (measured), a third of a small step's cost.
+    when a call raises; the loop then goes on from the next record. A worker's whole pipeline
+    took 1.49-1.68 µs per row so, 1.68-1.97 with a ``try`` per row in Python (measured).
     """
     results: list[Any] = []
     failed: StepFailures = []
@@ -214,10 +214,15 @@ def _call_each(
     while True:
         try:
             results.extend(map(function, remaining))
-            return results, failed
         except Exception as exc:  # user code: any exception is a row failure
             failed.append((origin[len(results)], f"{name} raised {type(exc).__name__}: {exc}"))
             results.append(_RAISED)
+            continue
+        if len(results) == len(records):
+            return results, failed
+        # a StopIteration from the call ends ``map`` as if the records had run out
+        failed.append((origin[len(results)], f"{name} raised StopIteration"))
+        results.append(_RAISED)
 
 
 def _python_step(step: PythonStep, field: str, base_dir: Path | None) -> RowStep:

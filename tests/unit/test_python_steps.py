@@ -22,6 +22,8 @@ def f(row):
         return 42
     if n == 6:
         raise KeyError("six")
+    if n == 8:
+        raise StopIteration
     row["double"] = 2 * n
     return row
 """
@@ -46,7 +48,7 @@ def test_every_row_kept_as_its_dict(tmp_path: Path) -> None:
 
 
 def test_dropped_expanded_and_failed_rows(tmp_path: Path) -> None:
-    rows = [{"n": n} for n in range(1, 8)]
+    rows = [{"n": n} for n in range(1, 10)]
     records, origin, failures = run(tmp_path, "mixed_step", rows)
 
     assert records == [
@@ -54,10 +56,25 @@ def test_dropped_expanded_and_failed_rows(tmp_path: Path) -> None:
         {"n": 4, "copy": 1},
         {"n": 4, "copy": 2},
         {"n": 7, "double": 14},
+        {"n": 9, "double": 18},
     ]
-    assert origin == [0, 30, 30, 60]
+    assert origin == [0, 30, 30, 60, 80]
     assert failures == [
         (10, "mixed_step:f raised ValueError: two"),
         (40, "mixed_step:f returned int; expected a dict, a list of dicts or None"),
         (50, "mixed_step:f raised KeyError: 'six'"),
+        (70, "mixed_step:f raised StopIteration"),
+    ]
+
+
+def test_a_step_that_raises_stop_iteration_fails_its_row_and_loses_no_other(
+    tmp_path: Path,
+) -> None:
+    """StopIteration ends a ``map`` as if the rows had run out: the step must not stop there."""
+    records, origin, failures = run(tmp_path, "stop_step", [{"n": 8}, {"n": 1}, {"n": 8}])
+    assert records == [{"n": 1, "double": 2}]
+    assert origin == [10]
+    assert failures == [
+        (0, "stop_step:f raised StopIteration"),
+        (20, "stop_step:f raised StopIteration"),
     ]
