@@ -4,7 +4,7 @@ SHELL := /bin/bash
 # else python3 from PATH; `make install PYTHON=...` picks another. Debian's is built with profile-
 # guided and link-time optimisation, like the image's (python:3.11-slim); a plain ./configure build
 # such as pyenv's default runs the engine ~10 % slower and starts it ~60 ms later (bench/RESULTS.md).
-SYSTEM_PYTHON := $(shell /usr/bin/python3 -c 'import ensurepip, sys; sys.exit(sys.version_info < (3, 11))' \
+SYSTEM_PYTHON = $(shell /usr/bin/python3 -c 'import ensurepip, sys; sys.exit(sys.version_info < (3, 11))' \
 	2>/dev/null && echo /usr/bin/python3)
 PYTHON ?= $(or $(SYSTEM_PYTHON),python3)
 VENV := .venv
