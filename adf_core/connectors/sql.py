@@ -212,7 +212,9 @@ def _split_name(name: str) -> tuple[str | None, str]:
     return schema or None, table
 
 
-def _reflect(conn: Connection, name: str, *, key: bool = True, whole: bool = False) -> Table | None:
+def _reflect(
+    conn: Connection, name: str, *, key: bool = False, whole: bool = False
+) -> Table | None:
     """The table's columns (types, nullability) and, if ``key``, its primary key; None when it
     does not exist.
 
@@ -1193,12 +1195,7 @@ class SqlSink(Sink[SqlSinkSpec]):
                 if self._engine.dialect.name == "postgresql":
                     self._conn.exec_driver_sql("SET synchronous_commit TO off")  # see finish()
                 create_once(self._conn, self._state)
-                self._target = _reflect(
-                    self._conn,
-                    self.spec.table,
-                    key=self.mode == "upsert",  # which checks its keys against it
-                    whole=self.mode == "replace",
-                )
+                self._target = _reflect(self._conn, self.spec.table, whole=self.mode == "replace")
                 if self._target is None and not self.spec.create_table:
                     raise ConnectionFailure(
                         f"spec.sink.sql.table: table {self.spec.table!r} does not exist in the "
@@ -1248,7 +1245,8 @@ class SqlSink(Sink[SqlSinkSpec]):
         assert self._conn is not None
         insp = inspect(self._conn)
         schema, name = _split_name(self.spec.table)
-        unique_sets = [{c.name for c in table.primary_key.columns}]
+        primary = insp.get_pk_constraint(name, schema).get("constrained_columns") or []
+        unique_sets = [set(primary)]
         unique_sets += [set(u["column_names"]) for u in insp.get_unique_constraints(name, schema)]
         unique_sets += [
             {c for c in i["column_names"] if c}
@@ -1269,9 +1267,7 @@ class SqlSink(Sink[SqlSinkSpec]):
     def _drop_staging(self) -> None:
         assert self._conn is not None
         schema, _ = _split_name(self.spec.table)
-        stale = _reflect(
-            self._conn, ".".join(filter(None, [schema, self._staging_name()])), key=False
-        )
+        stale = _reflect(self._conn, ".".join(filter(None, [schema, self._staging_name()])))
         if stale is not None:
             stale.drop(self._conn)
 
@@ -1379,11 +1375,7 @@ class SqlSink(Sink[SqlSinkSpec]):
             )
             with self._conn.begin():
                 if not create_once(self._conn, table):  # another run created it meanwhile
-                    found = _reflect(
-                        self._conn,
-                        ".".join(filter(None, [table.schema, name])),
-                        key=self.mode == "upsert",
-                    )
+                    found = _reflect(self._conn, ".".join(filter(None, [table.schema, name])))
                     assert found is not None
                     table = found
                     if self.mode == "upsert":

@@ -110,6 +110,34 @@ def test_upsert_into_existing_table_needs_a_unique_key(
     assert "unique" in result.summary["error"]
 
 
+@pytest.mark.parametrize(
+    "ddl",
+    [
+        ["CREATE TABLE exports (id INTEGER PRIMARY KEY, name TEXT)"],
+        [
+            "CREATE TABLE exports (id INTEGER, name TEXT)",
+            "CREATE UNIQUE INDEX by_id ON exports (id)",
+        ],
+        ["CREATE TABLE exports (id INTEGER, name TEXT, UNIQUE (id))"],
+    ],
+    ids=["primary key", "unique index", "unique constraint"],
+)
+def test_upsert_into_existing_table_keyed_by_any_unique_key(
+    run_flow: Run, source_db: SqliteDb, sink_db: SqliteDb, ddl: list[str]
+) -> None:
+    for statement in ddl:
+        sink_db.execute(statement)
+    sink_db.execute("INSERT INTO exports VALUES (1, 'stale')")
+    manifest = flow_manifest(
+        source(source_db, columns=["id", "name"]), sink(sink_db, mode="upsert", keys=["id"])
+    )
+    result = run_flow(manifest)
+
+    assert result.exit_code == 0, result.summary
+    assert sink_db.scalar("SELECT count(*) FROM exports") == 50
+    assert sink_db.scalar("SELECT name FROM exports WHERE id = 1") != "stale"
+
+
 def test_replace_swaps_in_the_new_table_with_its_indexes(
     run_flow: Run, source_db: SqliteDb, sink_db: SqliteDb
 ) -> None:
