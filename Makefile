@@ -1,8 +1,8 @@
 # ActiveDataFlow for Kubernetes. `make help` lists the targets.
 SHELL := /bin/bash
 # .venv's interpreter: the distribution's own Python when it is 3.11 or newer (and can make a venv),
-# else python3 from PATH; `make install PYTHON=...` picks another. Debian's is built with profile-
-# guided and link-time optimisation, like the image's (python:3.11-slim); a plain ./configure build
+# else python3 from PATH; `make install PYTHON=...` picks another. Debian's is an optimised build
+# (statically linked), as the image's python:3.11-slim is; a plain ./configure --enable-shared build
 # such as pyenv's default runs the engine ~10 % slower and starts it ~60 ms later (bench/RESULTS.md).
 SYSTEM_PYTHON = $(shell /usr/bin/python3 -c 'import ensurepip, sys; sys.exit(sys.version_info < (3, 11))' \
 	2>/dev/null && echo /usr/bin/python3)
