@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--repeat",
         type=int,
-        default=3,
+        default=5,
         help="rounds: each measurement runs once per round, the fastest run counts",
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
