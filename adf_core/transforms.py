@@ -24,7 +24,6 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -196,33 +195,32 @@ def _row_step(
     return set_
 
 
-_RAISED = object()  # in place of the result of a call that raised
+@dataclass(frozen=True, slots=True)
+class _Raised:
+    """In place of the result of a call that raised: the row's failure message."""
+
+    error: str
 
 
-def _call_each(
-    function: Callable[[Record], Any], records: list[Record], origin: list[int], name: str
-) -> tuple[list[Any], StepFailures]:
-    """``function(record)`` for every record, and a failure for each call that raised.
+def _call_each(function: Callable[[Record], Any], records: list[Record], name: str) -> list[Any]:
+    """``function(record)`` for every record, a :class:`_Raised` where the call raised.
 
     The calls run in C's loop (``list.extend`` over ``map``), which keeps what it appended
     when a call raises; the loop then goes on from the next record. A worker's whole pipeline
     took 1.49-1.68 µs per row so, 1.68-1.97 with a ``try`` per row in Python (measured).
     """
     results: list[Any] = []
-    failed: StepFailures = []
     remaining = iter(records)
-    while True:
+    while len(results) < len(records):
         try:
             results.extend(map(function, remaining))
+            if len(results) == len(records):
+                break
+            error = "StopIteration"  # from the call: it ends ``map`` as if the records ran out
         except Exception as exc:  # user code: any exception is a row failure
-            failed.append((origin[len(results)], f"{name} raised {type(exc).__name__}: {exc}"))
-            results.append(_RAISED)
-            continue
-        if len(results) == len(records):
-            return results, failed
-        # a StopIteration from the call ends ``map`` as if the records had run out
-        failed.append((origin[len(results)], f"{name} raised StopIteration"))
-        results.append(_RAISED)
+            error = f"{type(exc).__name__}: {exc}"
+        results.append(_Raised(f"{name} raised {error}"))
+    return results
 
 
 def _python_step(step: PythonStep, field: str, base_dir: Path | None) -> RowStep:
@@ -230,14 +228,15 @@ def _python_step(step: PythonStep, field: str, base_dir: Path | None) -> RowStep
     name = step.callable
 
     def run(records: list[Record], origin: list[int]) -> StepFailures:
-        results, failed = _call_each(function, records, origin, name)
-        if not failed and set(map(type, results)) <= {dict}:  # a dict for every row
+        results = _call_each(function, records, name)
+        if set(map(type, results)) <= {dict}:  # a dict for every row
             records[:] = results
-            return failed
+            return []
         out: list[Record] = []
         out_origin: list[int] = []
+        failed: StepFailures = []
         for result, source_index in zip(results, origin, strict=True):
-            if result is None or result is _RAISED:
+            if result is None:
                 continue
             if isinstance(result, dict):
                 out.append(result)
@@ -245,6 +244,8 @@ def _python_step(step: PythonStep, field: str, base_dir: Path | None) -> RowStep
             elif isinstance(result, list) and all(isinstance(r, dict) for r in result):
                 out.extend(result)
                 out_origin.extend([source_index] * len(result))
+            elif isinstance(result, _Raised):
+                failed.append((source_index, result.error))
             else:
                 kind = type(result).__name__
                 failed.append(
@@ -255,7 +256,6 @@ def _python_step(step: PythonStep, field: str, base_dir: Path | None) -> RowStep
                 )
         records[:] = out
         origin[:] = out_origin
-        failed.sort(key=itemgetter(0))  # in row order, whichever way each row failed
         return failed
 
     return run

@@ -135,7 +135,9 @@ def test_upsert_into_existing_table_keyed_by_any_unique_key(
 
     assert result.exit_code == 0, result.summary
     assert sink_db.scalar("SELECT count(*) FROM exports") == 50
-    assert sink_db.scalar("SELECT name FROM exports WHERE id = 1") != "stale"
+    assert sink_db.scalar("SELECT name FROM exports WHERE id = 1") == source_db.scalar(
+        "SELECT name FROM products WHERE id = 1"
+    )
 
 
 def test_replace_swaps_in_the_new_table_with_its_indexes(
