@@ -263,9 +263,12 @@ class TypedSchema:
         self._adapter: TypeAdapter[list[dict[str, Any]]] = TypeAdapter(list[record])  # type: ignore[arg-type]
 
     def validate(
-        self, records: list[dict[str, Any]], key_columns: Sequence[str]
+        self, records: list[dict[str, Any]], key_columns: Sequence[str], first: int = 0
     ) -> tuple[list[dict[str, Any]], list[int], list[RowFailure]]:
-        """Return the valid records (coerced), their positions, and one failure per bad record."""
+        """Return the valid records (coerced), their positions, and one failure per bad record.
+
+        ``first`` is the position of ``records[0]`` in its batch, for rows named by position.
+        """
         try:
             valid = self._adapter.validate_python(records)
             return self._merge(records, valid), list(range(len(records))), []
@@ -278,7 +281,7 @@ class TypedSchema:
                     problems[index].append(message)
         failures = []
         for i, msgs in sorted(problems.items()):
-            key = row_key(records[i], key_columns, i)
+            key = row_key(records[i], key_columns, first + i)
             failures.append(RowFailure(records[i], key, f"row {key}: {'; '.join(msgs)}"))
         kept = [i for i in range(len(records)) if i not in problems]
         good = [records[i] for i in kept]

@@ -262,18 +262,19 @@ def _python_step(step: PythonStep, field: str, base_dir: Path | None) -> RowStep
 
 
 def run_steps(
-    steps_plan: Plan, batch: Batch, records: list[Record], origin: list[int]
+    steps_plan: Plan, batch: Batch, records: list[Record], origin: list[int], first: int = 0
 ) -> tuple[list[RowFailure], int]:
     """Run the Python steps over ``records`` in place (``origin`` follows them); failures name
     the source row by key and carry its data. Also returns how many source rows left no row
-    and no failure (a step dropped them)."""
+    and no failure (a step dropped them). ``batch`` may be a part of a batch that starts at
+    row ``first`` of it (rows without a key are named by their position in the whole batch)."""
     failures: list[RowFailure] = []
     entering = set(origin)
     failed: set[int] = set()
     for step in steps_plan.steps:
         for position, message in step(records, origin):
             data = dict(zip(batch.columns, batch.rows[position], strict=True))
-            key = row_key(data, batch.key_columns, position)
+            key = row_key(data, batch.key_columns, first + position)
             failures.append(RowFailure(data, key, f"row {key}: {message}"))
             failed.add(position)
     return failures, len(entering - failed - set(origin))

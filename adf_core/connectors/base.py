@@ -9,7 +9,7 @@ from the last committed batch and loses or duplicates nothing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -99,6 +99,10 @@ class RawCodec(Protocol):
     Built before a run's threads start and used without any connection (in worker processes).
     """
 
+    def parts(self, data: bytes) -> list[bytes]:
+        """``data`` cut at row ends into parts small enough to work on one at a time."""
+        ...
+
     def parse(self, data: bytes) -> list[Row]: ...
 
     def format(self, records: list[dict[str, Any]], read: Batch, origin: list[int]) -> Batch | None:
@@ -107,6 +111,13 @@ class RawCodec(Protocol):
         ``read`` is the parsed batch the records came from, ``origin`` each one's position
         there; the result has ``read``'s metadata.
         """
+        ...
+
+    def join(
+        self, formatted: Sequence[Batch | None], records: Sequence[list[dict[str, Any]]]
+    ) -> Batch | None:
+        """One batch of the formatted parts of a batch, in order; None when they have no common
+        raw form (one part has none, or they differ). ``records`` are each part's records."""
         ...
 
 

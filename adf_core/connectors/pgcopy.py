@@ -20,8 +20,10 @@ import re
 import select
 import struct
 from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
+from itertools import pairwise
 from operator import is_, itemgetter
 from typing import Any, NamedTuple
 
@@ -210,6 +212,7 @@ def _row_codec() -> tuple[Parse, Format, Format, Parse] | None:
 
 
 _INT2, _INT4 = struct.Struct("!h"), struct.Struct("!i")
+PART_BYTES = 256 * 1024  # of COPY text: ~2,300 products rows (see runner._work_raw)
 BinaryTypes = Callable[[Sequence[str], Sequence[Row]], "list[int] | None"]
 
 
@@ -372,6 +375,18 @@ class CopyRows:
         converters = _text_converters(oids, info.timezone, info.parameter_status("DateStyle"))
         return cls(loaders, sink, binary, keys, converters)
 
+    def parts(self, data: bytes) -> list[bytes]:
+        """COPY text cut at line ends into parts of about :data:`PART_BYTES` (a newline byte
+        always ends a row: one inside a value is escaped)."""
+        count = round(len(data) / PART_BYTES)
+        cuts = [0]
+        for i in range(1, count):
+            cut = data.find(b"\n", len(data) * i // count) + 1
+            if cuts[-1] < cut < len(data):
+                cuts.append(cut)
+        cuts.append(len(data))
+        return [data[start:end] for start, end in pairwise(cuts)]
+
     def parse(self, data: bytes) -> list[Row]:
         """The rows of a batch of COPY text (each line ends with a newline)."""
         try:
@@ -431,6 +446,34 @@ class CopyRows:
         # counted as the rows the step produced, duplicates included, as the row path counts them
         return Batch(columns, [], read.source, read.watermark, read.key_columns, read.schema,
                      data, len(records), bool(self._keys))  # fmt: skip
+
+    def join(
+        self, formatted: Sequence[Batch | None], records: Sequence[list[dict[str, Any]]]
+    ) -> Batch | None:
+        """The formatted parts as one batch: their data end to end (binary: in one stream).
+
+        An upsert's parts each keep one row per key; the batch is ``raw_unique`` only if no key
+        is in two parts (else the sink keeps the last of each key, in SQL).
+        """
+        if any(part is None for part in formatted):
+            return None
+        parts = [part for part in formatted if part is not None and part.raw_count]
+        if len(parts) <= 1:
+            return parts[0] if parts else formatted[0]
+        data = [part.raw or b"" for part in parts]
+        binary = {d.startswith(BINARY_SIGNATURE) for d in data}
+        if len(binary) > 1 or len({part.columns for part in parts}) > 1:
+            return None
+        if binary.pop():
+            tuples = (d[len(_BINARY_HEADER) : -len(_BINARY_TRAILER)] for d in data)
+            data = [_BINARY_HEADER, *tuples, _BINARY_TRAILER]
+        first = parts[0]
+        return replace(
+            first,
+            raw=b"".join(data),
+            raw_count=sum(part.raw_count for part in parts),
+            raw_unique=bool(self._keys) and _keys_disjoint(records, self._keys),
+        )
 
     def _last_per_key(
         self, columns: Sequence[str], values: Sequence[Sequence[Any]]
@@ -511,6 +554,21 @@ class CopyRows:
             return None  # e.g. an int too large for its column: text, which the server judges
         buffer += _BINARY_TRAILER
         return bytes(buffer)
+
+
+def _keys_disjoint(parts: Sequence[list[dict[str, Any]]], keys: Sequence[str]) -> bool:
+    """Whether no key is in the records of two parts (a missing or unhashable one: unknown)."""
+    key_of = itemgetter(*keys)
+    seen: set[Any] = set()
+    total = 0
+    try:
+        for records in parts:
+            mine = set(map(key_of, records))
+            total += len(mine)
+            seen |= mine
+    except (KeyError, TypeError):
+        return False
+    return len(seen) == total
 
 
 # Built-in types whose binary COPY form one server writes and another reads alike, by the form

@@ -4,7 +4,8 @@
 What must hold: the values read are the ones psycopg's own loaders give, for every type the
 codec reads itself, NULLs and escapes included and in a session time zone other than UTC; rows
 left alone come back byte for byte; changed, dropped, repeated and de-duplicated rows reach the
-table as a step returned them; a type the codec does not read goes through psycopg's path.
+table as a step returned them; a type the codec does not read goes through psycopg's path; a
+batch worked on in parts comes out as it would whole.
 """
 
 from __future__ import annotations
@@ -12,13 +13,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from adf_core import runner, transforms
+from adf_core.connectors import pgcopy
 from adf_core.connectors.pgcopy import CopyRows, TextRows, text_tuples
+from adf_core.connectors.sql import binary_copy_types
 from adf_core.messages import Batch
+from adf_core.spec import PythonStep, TransformStep
+from tests.support import products
 
 pytestmark = pytest.mark.postgres
 
@@ -138,12 +146,20 @@ def test_changed_dropped_and_repeated_rows_reach_the_table_as_returned(
     assert by_id[4][3] == 1e-300 and by_id[40][4] is None and by_id[40][3] == 1e-300
 
 
+@pytest.fixture
+def upsert_codec(connections: tuple[psycopg.Connection[Any], ...]) -> CopyRows:
+    """The codec of an upsert keyed on id."""
+    source, sink = connections
+    built = CopyRows.build(source, SELECT, None, sink, keys=["id"])
+    assert built is not None
+    return built
+
+
 def test_an_upsert_keeps_the_last_row_of_each_key(
-    connections: tuple[psycopg.Connection[Any], ...],
+    connections: tuple[psycopg.Connection[Any], ...], upsert_codec: CopyRows
 ) -> None:
     source, sink = connections
-    codec = CopyRows.build(source, SELECT, None, sink, keys=["id"])
-    assert codec is not None
+    codec = upsert_codec
     batch = read(codec, copy_out(source))
     records = batch.dicts()
     stale = {**records[0], "name": "stale"}
@@ -199,3 +215,128 @@ def test_records_with_other_keys_go_through_psycopg(
     assert out is not None and out.raw_count == 5 and out.columns[-1] == "ratio"
     rows = write(sink, out)
     assert rows[0][3] is None and rows[3][3] == float("-inf")
+
+
+def test_parts_end_at_row_ends(
+    connections: tuple[psycopg.Connection[Any], ...],
+    codec: CopyRows,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = copy_out(connections[0])  # row 2's name holds an escaped newline and tab
+    monkeypatch.setattr(pgcopy, "PART_BYTES", 60)
+
+    parts = codec.parts(data)
+
+    assert len(parts) > 2 and b"".join(parts) == data
+    assert all(part.endswith(b"\n") for part in parts)
+    assert sum(len(codec.parse(part)) for part in parts) == 5
+
+
+Edit = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
+
+
+def whole_and_in_halves(
+    codec: CopyRows, columns: tuple[str, ...], data: bytes, edit: Edit = list, then: Edit = list
+) -> tuple[Batch | None, list[Batch | None], list[list[dict[str, Any]]]]:
+    """The batch's records (``edit`` applied) formatted whole; and its rows 1-2 and 3-5 formatted
+    apart (``then`` applied to the second half too), with their records."""
+    cut = data.index(b"\n", data.index(b"\n") + 1) + 1
+
+    def formatted(part: bytes, also: Edit = list) -> tuple[Batch | None, list[dict[str, Any]]]:
+        batch = Batch(columns, codec.parse(part))
+        records = also(edit(batch.dicts()))
+        return codec.format(records, batch, list(range(len(records)))), records
+
+    halves = [formatted(data[:cut]), formatted(data[cut:], then)]
+    return formatted(data)[0], [out for out, _ in halves], [records for _, records in halves]
+
+
+def test_parts_join_into_the_batch_formatted_whole(
+    connections: tuple[psycopg.Connection[Any], ...], codec: CopyRows
+) -> None:
+    source, sink = connections
+    data = copy_out(source)
+    # A uuid column is not one the codec reads: its rows come as tuples, formatted as binary
+    # COPY once a step has dropped the uuid (binary COPY takes the other two as they are).
+    query = "SELECT id, gen_random_uuid() AS token, born FROM things ORDER BY id"
+    tokens = CopyRows.build(source, query, None, sink,
+                            partial(binary_copy_types, {"id": 20, "born": 1082}))  # fmt: skip
+    assert tokens is not None
+    with source.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT") as copy:
+        token_data = b"".join(bytes(part) for part in copy)
+    columns = ("id", "token", "born")
+
+    def untokened(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{"id": r["id"], "born": r["born"]} for r in records]
+
+    def born_as_text(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{**r, "born": str(r["born"])} for r in records]  # a str: COPY text
+
+    text, text_halves, text_records = whole_and_in_halves(codec, COLUMNS, data)
+    binary, binary_halves, binary_records = whole_and_in_halves(tokens, columns, token_data,
+                                                                untokened)  # fmt: skip
+    _, mixed, mixed_records = whole_and_in_halves(tokens, columns, token_data, untokened,
+                                                  born_as_text)  # fmt: skip
+
+    joined_text = codec.join(text_halves, text_records)
+    joined_binary = tokens.join(binary_halves, binary_records)
+    assert text is not None and joined_text is not None and joined_text.raw == text.raw == data
+    assert binary is not None and joined_binary is not None and joined_binary.raw == binary.raw
+    assert joined_binary.raw is not None and joined_binary.raw_count == 5
+    assert joined_binary.raw.startswith(pgcopy.BINARY_SIGNATURE)
+    sink.execute("CREATE TABLE days (id bigint, born date)")
+    with sink.cursor() as cur, cur.copy("COPY days FROM STDIN (FORMAT binary)") as copy:
+        copy.write(joined_binary.raw)
+    assert sink.execute("SELECT * FROM days ORDER BY id").fetchall() == [
+        (r["id"], r["born"]) for r in untokened(Batch(columns, tokens.parse(token_data)).dicts())
+    ]
+    assert mixed[0] is not None and mixed[0].raw and mixed[1] is not None and mixed[1].raw
+    assert mixed[0].raw.startswith(pgcopy.BINARY_SIGNATURE)  # binary, then text: no common form
+    assert not mixed[1].raw.startswith(pgcopy.BINARY_SIGNATURE)
+    assert tokens.join(mixed, mixed_records) is None  # the caller writes the records as rows
+    assert codec.join([text_halves[0], None], text_records) is None
+
+
+def test_an_upsert_key_in_two_parts_leaves_the_batch_to_the_sinks_de_duplication(
+    connections: tuple[psycopg.Connection[Any], ...], upsert_codec: CopyRows
+) -> None:
+    codec = upsert_codec
+    batch = read(codec, copy_out(connections[0]))
+    first, second = batch.dicts()[:3], batch.dicts()[3:]
+    again = {**first[0], "name": "again"}
+
+    def formatted(*parts: list[dict[str, Any]]) -> Batch | None:
+        outs = [codec.format(part, batch, [r["id"] - 1 for r in part]) for part in parts]
+        return codec.join(outs, list(parts))
+
+    disjoint, shared = formatted(first, second), formatted(first, [*second, again])
+
+    assert disjoint is not None and disjoint.raw_unique and disjoint.raw_count == 5
+    assert shared is not None and not shared.raw_unique and shared.raw_count == 6
+
+
+def test_a_batch_in_parts_names_failed_rows_by_their_place_in_the_whole_batch(
+    connections: tuple[psycopg.Connection[Any], ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, sink = connections
+    products.create_products(source, 1000)
+    query = f"SELECT {', '.join(products.COLUMNS)} FROM products ORDER BY id"
+    codec = CopyRows.build(source, query, None, sink)
+    assert codec is not None
+    with source.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT") as copy:
+        data = b"".join(bytes(part) for part in copy)
+    flows = str(Path(__file__).with_name("flows"))
+    step = PythonStep(callable="worker_steps:refuse_one", path=flows)  # refuses id 600
+    steps = transforms.plan([TransformStep(python=step)], products.COLUMNS,
+                            run_start=datetime.now(UTC), push_down=False)  # fmt: skip
+    outputs = {}
+    for part_bytes, keys in [(len(data), ()), (4096, ()), (4096, ("id",))]:
+        monkeypatch.setattr(pgcopy, "PART_BYTES", part_bytes)
+        batch = Batch(products.COLUMNS, [], key_columns=keys, raw=data, raw_count=1000)
+
+        out, failures = runner._work_raw(codec, None, steps, batch)
+
+        outputs[part_bytes, keys] = out.raw
+        assert [f.key for f in failures] == ["id=600" if keys else "#600 of its batch"]
+        assert out.raw_count == 999 and len(codec.parts(data)) == round(len(data) / part_bytes)
+    assert len(set(outputs.values())) == 1  # the same COPY data, in one pass or in parts
