@@ -515,25 +515,37 @@ def _offload(
             close()  # the source's read ends in the reader thread that ran it
 
 
-def _validated(
-    batch: Batch, validator: TypedSchema | None, first: int = 0
-) -> tuple[list[dict[str, Any]], list[int], list[RowFailure]]:
-    """The batch's rows as records, validated (Typed); where in ``batch`` each one came from,
-    and a failure per invalid row (``batch`` may be a part of one, from its row ``first``)."""
-    records = batch.dicts()
-    if validator is None:
-        return records, list(range(len(records))), []
-    batch.schema = validator.schema
-    return validator.validate(records, batch.key_columns, first)
+def _steps_over(
+    part: Batch, validator: TypedSchema | None, steps: transforms.Plan, first: int
+) -> tuple[list[dict[str, Any]], list[int], list[RowFailure], int]:
+    """Validate (Typed) and run the Python steps over a part of a batch, from its row ``first``.
+
+    Returns the records, where in ``part`` each came from, a failure per refused row (in
+    validation, then in the steps), and how many rows the steps dropped.
+    """
+    records = part.dicts()
+    origin = list(range(len(records)))
+    failures: list[RowFailure] = []
+    if validator is not None:
+        part.schema = validator.schema
+        records, origin, failures = validator.validate(records, part.key_columns, first)
+    more, dropped = transforms.run_steps(steps, part, records, origin, first)  # origin follows
+    return records, origin, failures + more, dropped
 
 
 def _transform(
     batch: Batch, validator: TypedSchema | None, steps: transforms.Plan
 ) -> tuple[Batch, list[RowFailure]]:
-    """Validate (Typed) and run the Python steps over one batch of rows."""
-    records, origin, failures = _validated(batch, validator)
-    out, more = transforms.apply(steps, batch, records, origin)
-    return out, failures + more
+    """Validate (Typed) and run the Python steps over one batch of rows, in this process.
+
+    Whole, unlike a worker's batch (:func:`_work_raw`): in parts its Python work took ~1 ms
+    less per 10,000 rows (5.2 → 4.3 ms), a gain no end-to-end run showed (fetching the rows
+    through the driver costs far more here; measured).
+    """
+    records, _, failures, dropped = _steps_over(batch, validator, steps, 0)
+    out = Batch.from_dicts(records, like=batch)
+    out.dropped = dropped
+    return out, failures
 
 
 def _workers(
@@ -576,11 +588,10 @@ def _work_raw(
     for part in codec.parts(batch.raw):
         rows = Batch(batch.columns, codec.parse(part), batch.source, batch.watermark,
                      batch.key_columns)  # fmt: skip
-        kept, origin, invalid = _validated(rows, validator, first)
-        more, gone = transforms.run_steps(steps, rows, kept, origin, first)  # origin follows kept
+        kept, origin, refused, gone = _steps_over(rows, validator, steps, first)
         formatted.append(codec.format(kept, rows, origin))
         records.append(kept)
-        failures += invalid + more
+        failures += refused
         dropped += gone
         first += len(rows.rows)
     out = codec.join(formatted, records)

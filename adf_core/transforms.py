@@ -278,13 +278,3 @@ def run_steps(
             failures.append(RowFailure(data, key, f"row {key}: {message}"))
             failed.add(position)
     return failures, len(entering - failed - set(origin))
-
-
-def apply(
-    steps_plan: Plan, batch: Batch, records: list[Record], origin: list[int]
-) -> tuple[Batch, list[RowFailure]]:
-    """:func:`run_steps`, and the records as a batch that counts the dropped rows."""
-    failures, dropped = run_steps(steps_plan, batch, records, origin)
-    out = Batch.from_dicts(records, like=batch)
-    out.dropped = dropped
-    return out, failures

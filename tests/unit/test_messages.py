@@ -13,7 +13,7 @@ from adf_core.errors import ConnectionFailure
 from adf_core.messages import Batch, Typed, TypedSchema, Watermark, last_per_key, record_maker
 from adf_core.spec import RecordSchema, TransformStep
 from adf_core.summary import Summary, termination_log_path
-from adf_core.transforms import apply, plan
+from adf_core.transforms import plan, run_steps
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -168,8 +168,9 @@ def test_without_push_down_every_step_runs_in_python_with_the_same_result() -> N
     raw = steps({"rename": {"a": "b"}}, {"set": {"c": 1}}, {"select": ["c", "b"]})
     planned = plan(raw, ["a", "z"], run_start=NOW, push_down=False)
     batch = Batch(("a", "z"), [(1, 2), (3, 4)], "s")
-    out, failures = apply(planned, batch, batch.dicts(), [0, 1])
-    assert failures == []
+    records = batch.dicts()
+    assert run_steps(planned, batch, records, [0, 1]) == ([], 0)
+    out = Batch.from_dicts(records, like=batch)
     assert (out.columns, out.rows) == (("c", "b"), [(1, 1), (1, 3)])
 
 

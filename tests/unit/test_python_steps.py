@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from adf_core import transforms
-from adf_core.spec import PythonStep, TransformStep
+from adf_core import runner, transforms
+from adf_core.messages import Batch, TypedSchema
+from adf_core.spec import PythonStep, RecordSchema, TransformStep
 
 STEP = """
 def f(row):
@@ -29,12 +30,16 @@ def f(row):
 """
 
 
+def planned(tmp_path: Path, module: str) -> transforms.Plan:
+    (tmp_path / f"{module}.py").write_text(STEP)
+    step = TransformStep(python=PythonStep(callable=f"{module}:f", path=str(tmp_path)))
+    return transforms.plan([step], ["n"], run_start=datetime.now(UTC), push_down=False)
+
+
 def run(
     tmp_path: Path, module: str, rows: list[dict[str, int]]
 ) -> tuple[list[dict[str, Any]], list[int], list[tuple[int, str]]]:
-    (tmp_path / f"{module}.py").write_text(STEP)
-    step = TransformStep(python=PythonStep(callable=f"{module}:f", path=str(tmp_path)))
-    plan = transforms.plan([step], ["n"], run_start=datetime.now(UTC), push_down=False)
+    plan = planned(tmp_path, module)
     records: list[dict[str, Any]] = [dict(r) for r in rows]
     origin = [10 * i for i in range(len(rows))]
     failures = plan.steps[0](records, origin)
@@ -77,4 +82,21 @@ def test_a_step_that_raises_stop_iteration_fails_its_row_and_loses_no_other(
     assert failures == [
         (0, "stop_step:f raised StopIteration"),
         (20, "stop_step:f raised StopIteration"),
+    ]
+
+
+def test_a_batch_transformed_in_process_counts_and_names_every_refused_row(
+    tmp_path: Path,
+) -> None:
+    schema = RecordSchema.model_validate({"columns": [{"name": "n", "type": "integer"}]})
+    batch = Batch(("n",), [(n,) for n in [1, 2, 3, 4, "x", 7, 9]], "test")
+
+    out, failures = runner._transform(batch, TypedSchema(schema), planned(tmp_path, "batch"))
+
+    assert out.columns == ("n", "double", "copy")
+    assert out.rows == [(1, 2, None), (4, None, 1), (4, None, 2), (7, 14, None), (9, 18, None)]
+    assert out.dropped == 1  # n=3
+    assert [f.error for f in failures] == [  # those validation refused, then the steps
+        "row #5 of its batch: field 'n': expected integer, got str",
+        "row #2 of its batch: batch:f raised ValueError: two",
     ]
