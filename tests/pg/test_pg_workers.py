@@ -96,6 +96,26 @@ def test_upsert_keeps_the_last_of_rows_sharing_a_key(filled: FlowDatabases, work
     assert dbs.sink_rows() == adf.exported(dbs.source_rows())
 
 
+def test_upsert_keeps_the_last_row_of_a_key_in_two_parts_of_a_workers_batch(
+    filled: FlowDatabases,
+) -> None:
+    """A worker takes a batch ~256 KB at a time: 8,000 rows are two parts, each holding every
+    folded key; the sink keeps the last row of each."""
+    dbs = filled
+    with dbs.source() as conn:
+        products.add_products(conn, ROWS + 1, 8 * ROWS)
+    sink = {"table": "exports", "mode": "upsert", "keys": ["id"]}
+    source = {**SOURCE, "batchSize": 8 * ROWS}  # one batch: rows come in id order
+    path = dbs.write("folded", source=source, sink=sink, transform=[step("fold_keys")])
+
+    result, _ = run(dbs, path)
+
+    assert result.returncode == 0, result.output
+    assert (result.summary["rowsRead"], result.summary["rowsWritten"]) == (8 * ROWS, 8 * ROWS)
+    last = adf.exported(dbs.source_rows())[-ROWS:]  # ids 7,001-8,000: the last of each key
+    assert dbs.sink_rows() == [(r[0] - 7 * ROWS, *r[1:]) for r in last]
+
+
 @pytest.mark.parametrize("workers", ["2", "0"])
 def test_rows_a_step_drops_are_counted_as_skipped(filled: FlowDatabases, workers: str) -> None:
     dbs = filled
