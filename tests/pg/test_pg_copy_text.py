@@ -64,8 +64,8 @@ def comparable(rows: list[Any]) -> list[tuple[Any, ...]]:
     return [tuple(("NaN", type(v)) if v != v else (v, type(v)) for v in row) for row in rows]
 
 
-def copy_out(conn: psycopg.Connection[Any]) -> bytes:
-    with conn.cursor() as cur, cur.copy(f"COPY ({SELECT}) TO STDOUT") as copy:
+def copy_out(conn: psycopg.Connection[Any], query: str = SELECT) -> bytes:
+    with conn.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT") as copy:
         return b"".join(bytes(part) for part in copy)
 
 
@@ -178,8 +178,7 @@ def test_a_type_the_codec_does_not_read_goes_through_psycopg(
     query = "SELECT id, gen_random_uuid() AS token, born FROM things ORDER BY id"
     codec = CopyRows.build(source, query, None, sink)
     assert codec is not None
-    with source.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT") as copy:
-        data = b"".join(bytes(part) for part in copy)
+    data = copy_out(source, query)
 
     rows = codec.parse(data)
 
@@ -262,8 +261,7 @@ def test_parts_join_into_the_batch_formatted_whole(
     tokens = CopyRows.build(source, query, None, sink,
                             partial(binary_copy_types, {"id": 20, "born": 1082}))  # fmt: skip
     assert tokens is not None
-    with source.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT") as copy:
-        token_data = b"".join(bytes(part) for part in copy)
+    token_data = copy_out(source, query)
     columns = ("id", "token", "born")
 
     def untokened(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -323,8 +321,7 @@ def test_a_batch_in_parts_names_failed_rows_by_their_place_in_the_whole_batch(
     query = f"SELECT {', '.join(products.COLUMNS)} FROM products ORDER BY id"
     codec = CopyRows.build(source, query, None, sink)
     assert codec is not None
-    with source.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT") as copy:
-        data = b"".join(bytes(part) for part in copy)
+    data = copy_out(source, query)
     flows = str(Path(__file__).with_name("flows"))
     step = PythonStep(callable="worker_steps:refuse_one", path=flows)  # refuses id 600
     steps = transforms.plan([TransformStep(python=step)], products.COLUMNS,
